@@ -1,0 +1,126 @@
+"""The step-machine contract every federated job kind implements.
+
+A job is a deterministic sequence of steps. Each step is one *secure sum* followed by one
+*agreed update*:
+
+1. every bank's trainer says what it wants summed next (:meth:`BankTrainer.next_request`); the
+   coordinator checks that all banks asked for the same :class:`SumRequest`;
+2. every bank computes its local float vector (:meth:`BankTrainer.contribution`), which is
+   encoded, packed, encrypted and summed homomorphically; the banks decrypt the aggregate;
+3. every bank derives a proposal from the aggregate (:meth:`BankTrainer.propose`, no side
+   effects); the coordinator commits the step only when all proposals are identical
+   (:func:`proposal_digest`), and checkpoints the committed proposal;
+4. every bank applies the committed proposal (:meth:`BankTrainer.commit`).
+
+A trainer's state is therefore a function of its data and the list of committed proposals, so a
+bank that restarts catches up by replaying :meth:`BankTrainer.commit` on the checkpointed
+proposals, and an aggregator that restarts resumes from its checkpoint. Trainers never touch the
+network or keys (Flower's ``Strategy`` shape): the in-memory runner and the gRPC service drive
+the same objects.
+
+Proposals are seen by the aggregator. They may contain the model (splits, leaf values,
+coefficients) and released results, never an aggregate histogram or gradient vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from fedtab.crypto.encoding import EncodingSpec
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SumRequest:
+    """What the banks secure-sum in one step.
+
+    ``step_id`` names the step uniquely within the job (e.g. ``"tree/3/level/2"``); ``length``
+    is the number of float64 values each bank contributes; ``encoding`` declares the fixed-point
+    scale and clip bound every bank must use; ``description`` is for progress logs.
+    """
+
+    step_id: str
+    length: int
+    encoding: EncodingSpec
+    description: str = ""
+
+    def to_dict(self) -> JsonDict:
+        return {
+            "step_id": self.step_id,
+            "length": self.length,
+            "encoding": self.encoding.to_dict(),
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SumRequest:
+        return cls(
+            step_id=str(data["step_id"]),
+            length=int(data["length"]),
+            encoding=EncodingSpec.from_dict(dict(data["encoding"])),
+            description=str(data.get("description", "")),
+        )
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Facts every bank's trainer of one job shares.
+
+    ``bank_names`` is sorted and identical on every bank; ``bank_name`` is this bank's own name;
+    ``seed`` drives all shared randomness (feature subsampling and the like).
+    """
+
+    job_id: str
+    bank_name: str
+    bank_names: tuple[str, ...]
+    seed: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_banks(self) -> int:
+        return len(self.bank_names)
+
+
+class BankTrainer(Protocol):
+    """One bank's side of a federated job, as a pure step machine (see module docstring)."""
+
+    def next_request(self) -> SumRequest | None:
+        """The next secure sum this job needs, or ``None`` when the job is finished."""
+        ...
+
+    def contribution(self, request: SumRequest) -> np.ndarray:
+        """This bank's float64 vector of shape ``(request.length,)`` for ``request``."""
+        ...
+
+    def propose(self, request: SumRequest, aggregate: np.ndarray) -> JsonDict:
+        """The update derived from the decrypted consortium-wide sum; must not change state."""
+        ...
+
+    def commit(self, request: SumRequest, proposal: JsonDict) -> None:
+        """Apply an update that all banks agreed on (also used to replay after a restart)."""
+        ...
+
+    def result(self) -> dict[str, bytes]:
+        """The job's artifacts once finished, as file name -> content (e.g. ``model.json``).
+
+        Must be identical on every bank (it is derived from committed proposals only); the
+        coordinator checks that and hands it to the operator.
+        """
+        ...
+
+
+def canonical_json(data: Any) -> bytes:
+    """Deterministic JSON bytes (sorted keys, no spaces); floats keep their exact repr."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def proposal_digest(proposal: JsonDict) -> str:
+    """SHA-256 hex digest of a proposal's canonical JSON: equal digests mean agreement."""
+    return hashlib.sha256(canonical_json(proposal)).hexdigest()
