@@ -70,3 +70,7 @@ def cli() -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="fedtab")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Simulate a whole consortium on one machine: split data, start processes, compare models."""

@@ -1,0 +1,95 @@
+"""Reference models a simulation compares the federated model against.
+
+* local-only: what each bank can train alone on its own rows;
+* pooled: what one party holding every bank's rows would train (only a simulation can do this).
+
+Both use stock tools (``xgboost`` hist, scikit-learn) with the same parameters as the job, on
+the same model-ready matrices (:class:`~fedtab.data.contract.LocalTable`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from fedtab.data.contract import LocalTable
+
+# fedtab (XGBoost scikit-learn names) -> xgboost.train parameter names.
+_XGB_NAMES = {
+    "learning_rate": "eta",
+    "max_depth": "max_depth",
+    "max_bin": "max_bin",
+    "reg_lambda": "lambda",
+    "min_split_loss": "gamma",
+    "min_child_weight": "min_child_weight",
+    "max_delta_step": "max_delta_step",
+    "scale_pos_weight": "scale_pos_weight",
+    "subsample": "subsample",
+    "colsample_bytree": "colsample_bytree",
+}
+
+
+def xgboost_params(params: Mapping[str, Any], seed: int) -> tuple[dict[str, Any], int]:
+    """Translate a gbdt job's ``[params]`` to ``xgboost.train`` params and a round count."""
+    out: dict[str, Any] = {
+        "objective": "binary:logistic",
+        "tree_method": "hist",
+        "nthread": 1,
+        "seed": seed,
+        "eta": 0.3,
+    }
+    for ours, theirs in _XGB_NAMES.items():
+        if ours in params:
+            out[theirs] = params[ours]
+    return out, int(params.get("n_estimators", 100))
+
+
+def train_xgboost(table: LocalTable, params: Mapping[str, Any], seed: int) -> xgb.Booster:
+    """Stock XGBoost (hist) on one table with the job's parameters."""
+    xgb_params, rounds = xgboost_params(params, seed)
+    dtrain = xgb.DMatrix(table.X, label=table.y, feature_names=table.feature_names)
+    return xgb.train(xgb_params, dtrain, num_boost_round=rounds)
+
+
+def predict_xgboost(booster: xgb.Booster, table: LocalTable) -> np.ndarray:
+    """Positive-class probabilities of shape ``(n_rows,)``."""
+    return np.asarray(
+        booster.predict(xgb.DMatrix(table.X, feature_names=table.feature_names)),
+        dtype=np.float64,
+    )
+
+
+def train_logreg(table: LocalTable, params: Mapping[str, Any]) -> Pipeline:
+    """scikit-learn StandardScaler + LogisticRegression with the job's C and class weights.
+
+    Missing values are imputed with this table's column means (the federated trainer uses the
+    consortium means).
+    """
+    X = _impute(table.X, np.nanmean(table.X, axis=0))
+    model = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(
+            C=float(params.get("C", 1.0)),
+            class_weight=params.get("class_weight"),
+            tol=1e-8,
+            max_iter=1000,
+        ),
+    )
+    model.fit(X, table.y)
+    return model
+
+
+def predict_logreg(model: Pipeline, table: LocalTable, fill: np.ndarray) -> np.ndarray:
+    """Positive-class probabilities; NaNs are filled with ``fill`` (per-feature values)."""
+    return np.asarray(model.predict_proba(_impute(table.X, fill))[:, 1], dtype=np.float64)
+
+
+def _impute(X: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    fill = np.where(np.isfinite(fill), fill, 0.0)
+    return np.where(np.isnan(X), fill[np.newaxis, :], X)
