@@ -7,6 +7,9 @@ rounded outward when inferred so they do not reveal exact extremes of any bank's
 from __future__ import annotations
 
 import json
+import math
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,35 @@ class FeatureSpec:
     upper: float | None = None
     categories: tuple[str, ...] = ()
     nullable: bool = True
+
+    def __post_init__(self) -> None:
+        """Reject specs no table could satisfy; normalise categories to a tuple of str.
+
+        Raises:
+            DataContractError: empty name, unknown kind, non-finite or inverted range, or a
+                categorical feature without categories or with repeated ones.
+        """
+        if not self.name:
+            raise DataContractError("a feature has an empty name")
+        if self.kind not in ("numeric", "categorical"):
+            raise DataContractError(f"feature {self.name!r}: unknown kind {self.kind!r}")
+        if self.kind == "numeric":
+            for bound in (self.lower, self.upper):
+                if bound is not None and not math.isfinite(bound):
+                    raise DataContractError(
+                        f"feature {self.name!r}: range bound {bound} is not finite"
+                    )
+            if self.lower is not None and self.upper is not None and self.lower > self.upper:
+                raise DataContractError(
+                    f"feature {self.name!r}: lower {self.lower} is above upper {self.upper}"
+                )
+        else:
+            categories = tuple(str(c) for c in self.categories)
+            if not categories:
+                raise DataContractError(f"feature {self.name!r}: categorical without categories")
+            if len(set(categories)) != len(categories):
+                raise DataContractError(f"feature {self.name!r}: categories repeat")
+            object.__setattr__(self, "categories", categories)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "nullable": self.nullable}
@@ -63,9 +95,43 @@ class DataContract:
     label: str
     id_column: str | None = None
 
+    def __post_init__(self) -> None:
+        """Reject contracts with no features, repeated names, or a label/id that is a feature.
+
+        Raises:
+            DataContractError: naming the offending column.
+        """
+        object.__setattr__(self, "features", tuple(self.features))
+        if not self.features:
+            raise DataContractError("the data contract has no features")
+        if not self.label:
+            raise DataContractError("the data contract has an empty label column name")
+        seen: set[str] = set()
+        for name in self.feature_names:
+            if name in seen:
+                raise DataContractError(f"feature {name!r} appears twice in the data contract")
+            seen.add(name)
+        if self.label in seen:
+            raise DataContractError(f"label column {self.label!r} is also a feature")
+        if self.id_column is not None:
+            if self.id_column in seen:
+                raise DataContractError(f"id column {self.id_column!r} is also a feature")
+            if self.id_column == self.label:
+                raise DataContractError(f"column {self.label!r} is both the label and the id")
+
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Every column a table must have: features in order, then the label, then the id."""
+        extra = [self.label] if self.id_column is None else [self.label, self.id_column]
+        return self.feature_names + extra
+
+    def to_json(self) -> str:
+        """The contract document as indented JSON text (ends with a newline)."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,11 +153,12 @@ class DataContract:
                 label=str(data["label"]),
                 id_column=None if data.get("id_column") is None else str(data["id_column"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataContractError(f"malformed data contract: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataContractError(f"malformed data contract: {exc!r}") from exc
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the contract atomically (temp file in the same folder, then ``os.replace``)."""
+        atomic_write_text(Path(path), self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> DataContract:
@@ -99,6 +166,30 @@ class DataContract:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise DataContractError(f"cannot read data contract {path}: {exc}") from exc
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the whole new one, never a part.
+
+    Raises:
+        DataContractError: the folder is missing or not writable.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DataContractError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataContractError(f"cannot write {path}: {exc.strerror}") from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
