@@ -52,6 +52,8 @@ from fedtab.transport.tls import (
     check_identity,
     create_ca,
     issue_certificate,
+    load_certificate,
+    load_private_key_pem,
 )
 
 CONSORTIUM_FILE = "consortium.json"
@@ -386,6 +388,15 @@ def _load_tls(folder: Path, config: ConsortiumConfig, name: str, role: Role) -> 
         cert_pem=_read_bytes(folder / TLS_CERT_FILE),
         key_pem=_read_bytes(folder / TLS_KEY_FILE),
     )
+    for file, parse in (
+        (CA_CERT_FILE, lambda: load_certificate(identity.ca_cert_pem)),
+        (TLS_CERT_FILE, lambda: load_certificate(identity.cert_pem)),
+        (TLS_KEY_FILE, lambda: load_private_key_pem(identity.key_pem)),
+    ):
+        try:
+            parse()
+        except KeyMaterialError as exc:
+            raise KeyMaterialError(f"{folder / file}: {exc}") from exc
     if config.ca_fingerprint and certificate_fingerprint(identity.ca_cert_pem) != (
         config.ca_fingerprint
     ):

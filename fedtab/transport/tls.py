@@ -84,7 +84,8 @@ def load_certificate(cert_pem: bytes) -> x509.Certificate:
         raise KeyMaterialError(f"not a PEM X.509 certificate: {exc}") from exc
 
 
-def _load_signing_key(key_pem: bytes) -> ec.EllipticCurvePrivateKey:
+def load_private_key_pem(key_pem: bytes) -> ec.EllipticCurvePrivateKey:
+    """Parse an unencrypted PEM EC private key; raises :class:`KeyMaterialError` otherwise."""
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -195,7 +196,7 @@ def issue_certificate(
     _check_common_name(common_name)
     _check_validity(valid_days)
     ca_cert = load_certificate(ca_cert_pem)
-    ca_key = _load_signing_key(ca_key_pem)
+    ca_key = load_private_key_pem(ca_key_pem)
     if ca_key.public_key() != ca_cert.public_key():
         raise KeyMaterialError("the CA private key does not belong to the CA certificate")
     start = not_before if not_before is not None else datetime.now(UTC) - _CLOCK_SKEW
@@ -285,7 +286,7 @@ def check_identity(identity: TlsIdentity) -> PeerIdentity:
     """
     ca = load_certificate(identity.ca_cert_pem)
     cert = load_certificate(identity.cert_pem)
-    key = _load_signing_key(identity.key_pem)
+    key = load_private_key_pem(identity.key_pem)
     if key.public_key() != cert.public_key():
         raise KeyMaterialError("the TLS private key does not belong to the TLS certificate")
     try:
