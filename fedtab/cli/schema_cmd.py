@@ -30,7 +30,14 @@ def schema() -> None:
 @schema.command("infer")
 @click.argument("data", type=_TABLE)
 @click.option("--label", required=True, show_envvar=True, help="The 0/1 label column.")
-@click.option("--id", "id_column", default=None, show_envvar=True, help="A unique row-id column.")
+@click.option(
+    "--id",
+    "id_column",
+    default=None,
+    envvar="FEDTAB_SCHEMA_INFER_ID",
+    show_envvar=True,
+    help="A unique row-id column (not a feature).",
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -78,6 +85,7 @@ def infer(
     "schema_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FEDTAB_SCHEMA_CHECK_SCHEMA",
     show_envvar=True,
     help="The data contract (JSON) to check against.",
 )

@@ -60,13 +60,14 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
+        # The footer first: repeated column names make read_table itself fail obscurely.
+        _reject_duplicates(path, list(pq.read_schema(path).names))
         table = pq.read_table(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
         detail = " ".join(str(exc).split())[:160]
         raise DataContractError(
             f"{path}: cannot read Parquet file (truncated or corrupt?): {detail}"
         ) from exc
-    _reject_duplicates(path, list(table.column_names))
     try:
         return table.to_pandas()
     except (pa.ArrowException, ValueError) as exc:
@@ -137,9 +138,8 @@ def _reject_duplicates(path: Path, names: list[str]) -> None:
     if repeated:
         name = repeated[0]
         where = [str(i + 1) for i, n in enumerate(names) if n == name]
-        raise DataContractError(
-            f"{path}: duplicate column name {name!r} (columns {', '.join(where)})"
-        )
+        listed = ", ".join(where[:-1]) + " and " + where[-1]
+        raise DataContractError(f"{path}: duplicate column name {name!r} (columns {listed})")
 
 
 def _encoding_error(path: Path) -> DataContractError:
