@@ -216,8 +216,8 @@ CASES: list[Case] = [
     Case("duplicate_parquet_column", _duplicate_parquet, ("duplicate column name 'amount'",), True),
     Case(
         "ragged_row",
-        _lines_edit(lambda ls: ls[:11] + [ls[11] + ",7,8"] + ls[12:]),
-        ("malformed CSV", "line 12"),
+        _lines_edit(lambda ls: [*ls[:11], ls[11] + ",7,8", *ls[12:]]),
+        ("malformed CSV: line 12 (data row 11) has 7 fields, the header has 5",),
         True,
     ),
     Case(
@@ -386,7 +386,9 @@ def test_infer_failure_keeps_existing_output(tmp_path: Path) -> None:
 def test_infer_then_check_round_trip(tmp_path: Path) -> None:
     data = write_csv(good_frame(), tmp_path / "good.csv")
     out = tmp_path / "c.json"
-    result = run(["schema", "infer", str(data), "--label", "fraud", "--id", "txn_id", "--out", str(out)])
+    result = run(
+        ["schema", "infer", str(data), "--label", "fraud", "--id", "txn_id", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"wrote {out}: 3 features (2 numeric, 1 categorical)")
     inferred = DataContract.load(out)
@@ -422,7 +424,9 @@ def test_infer_too_many_categories_names_the_option(tmp_path: Path) -> None:
 
 def test_options_from_environment(tmp_path: Path, schema_file: Path) -> None:
     data = write_csv(good_frame(), tmp_path / "good.csv")
-    checked = run(["schema", "check", str(data)], env={"FEDTAB_SCHEMA_CHECK_SCHEMA": str(schema_file)})
+    checked = run(
+        ["schema", "check", str(data)], env={"FEDTAB_SCHEMA_CHECK_SCHEMA": str(schema_file)}
+    )
     assert checked.exit_code == 0, checked.output
     inferred = run(
         ["schema", "infer", str(data)],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +25,7 @@ PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 # written with the wrong delimiter.
 OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
 _HEADER_PROBE_BYTES = 1 << 20
+_FIELDS_ERROR = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -84,6 +86,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataContractError(f"{path}: file has no header line (blank file)") from exc
     except pd.errors.ParserError as exc:
         detail = " ".join(str(exc).split()).removeprefix("Error tokenizing data. C error: ")
+        found = _FIELDS_ERROR.search(detail)
+        if found:
+            want, line, saw = (int(g) for g in found.groups())
+            detail = f"line {line} (data row {line - 1}) has {saw} fields, the header has {want}"
         raise DataContractError(f"{path}: malformed CSV: {detail}") from exc
     except OSError as exc:
         raise DataContractError(f"{path}: cannot read: {exc.strerror}") from exc

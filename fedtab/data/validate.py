@@ -111,10 +111,10 @@ def check_columns(df: pd.DataFrame, contract: DataContract, *, allow_extra: bool
         extra = [c for c in names if c not in wanted]
         if extra:
             shown = ", ".join(repr(c) for c in extra[:8]) + (" ..." if len(extra) > 8 else "")
-            noun = "column" if len(extra) == 1 else f"{len(extra)} columns"
+            noun, them = ("column", "it") if len(extra) == 1 else (f"{len(extra)} columns", "them")
             raise DataContractError(
-                f"unexpected {noun} not in the contract: {shown} (drop them, or allow extra "
-                "columns to ignore them)"
+                f"unexpected {noun} not in the contract: {shown} (drop {them}, or allow extra "
+                f"columns to ignore {them})"
             )
     if len(df) == 0:
         raise DataContractError("the table has no data rows (header only)")
