@@ -1,0 +1,458 @@
+"""The aggregator's protocol logic as plain Python: jobs, the step loop, identity checks.
+
+The gRPC servicer (``aggregator.service``) only converts messages and calls these handlers, so
+everything here is testable without a network. Each handler takes the verified :class:`Caller`
+(from the mTLS certificate) and raises :class:`~fedtab.errors.FedtabError` subclasses, which
+the servicer maps to gRPC status codes.
+
+Threat model: honest-but-curious aggregator. It holds the consortium *public* key only: it can
+validate and add ciphertexts, relay decryption shards sealed under a key it lacks, compare
+proposals and store the committed model; it never holds a private key or a plaintext aggregate.
+A bank is identified by its certificate; a message naming another bank, a wrong key fingerprint,
+a replayed or future step, or a non-bank caller is rejected (and logged) without disturbing the
+job for the honest banks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aggregator.checkpoint import JobStore
+from aggregator.step_state import StepState
+from fedtab.crypto import PublicKey
+from fedtab.errors import (
+    AuthenticationError,
+    ConfigError,
+    FedtabError,
+    JobFailedError,
+    ProtocolError,
+    ReplayError,
+)
+from fedtab.jobs import JobSpec
+from fedtab.transport import convert
+from fedtab.transport.messages import (
+    Caller,
+    CommittedStep,
+    DownloadKind,
+    JobAssignment,
+    JobState,
+    JobStatus,
+    Phase,
+    Registration,
+    StepStatus,
+    Upload,
+    UploadAck,
+)
+from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS
+
+log = logging.getLogger("fedtab.aggregator")
+
+ATTACH_WINDOW_SECONDS = 30.0  # a bank polling within this window counts as attached
+
+
+@dataclass
+class _Job:
+    job_id: str
+    seq: int
+    spec: JobSpec
+    banks: tuple[str, ...]
+    bank_timeout: float
+    state: JobState
+    submitted_at: float
+    started_at: float | None = None
+    message: str = ""
+    committed: list[CommittedStep] = field(default_factory=list)
+    step: StepState | None = None
+    artifacts: dict[str, bytes] | None = None
+
+    def record(self) -> dict[str, object]:
+        return {
+            "job_id": self.job_id,
+            "seq": self.seq,
+            "spec": self.spec.to_dict(),
+            "banks": list(self.banks),
+            "bank_timeout": self.bank_timeout,
+            "state": self.state.value,
+            "message": self.message,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+        }
+
+
+class Coordinator:
+    """All aggregator state and handlers, guarded by one condition variable."""
+
+    def __init__(
+        self,
+        consortium_id: str,
+        banks: tuple[str, ...],
+        public_key: PublicKey,
+        *,
+        store: JobStore | None = None,
+        bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.consortium_id = consortium_id
+        self.banks = tuple(sorted(banks))
+        self.public_key = public_key
+        self.fingerprint = public_key.fingerprint
+        self.bank_timeout = bank_timeout
+        self._store = store
+        self._clock = clock
+        self._wall = wall_clock
+        self._cond = threading.Condition()
+        self._jobs: dict[str, _Job] = {}
+        self._last_seen: dict[str, float] = {}
+        self._version = 0
+        if store is not None:
+            self._resume(store)
+
+    # ----- identity -------------------------------------------------------------------------
+
+    def _bank(self, caller: Caller, claimed: str | None = None, fingerprint: str | None = None
+              ) -> str:
+        """Check that ``caller`` is a consortium bank speaking for itself with our key."""
+        if caller.role != "bank":
+            raise AuthenticationError(f"{caller.role} {caller.name!r} may not call bank RPCs")
+        if caller.name not in self.banks:
+            raise AuthenticationError(f"certificate {caller.name!r} is not a consortium bank")
+        if claimed is not None and claimed != caller.name:
+            raise AuthenticationError(
+                f"bank {caller.name!r} sent a message in the name of {claimed!r}"
+            )
+        if fingerprint is not None and fingerprint != self.fingerprint:
+            raise ProtocolError(
+                f"bank {caller.name!r} used key {fingerprint[:16]}..., the consortium key is "
+                f"{self.fingerprint[:16]}..."
+            )
+        self._last_seen[caller.name] = self._clock()
+        return caller.name
+
+    @staticmethod
+    def _operator(caller: Caller) -> None:
+        if caller.role != "operator":
+            raise AuthenticationError(f"only the operator may do this, not {caller.role} "
+                                      f"{caller.name!r}")
+
+    def check_bank(self, caller: Caller) -> None:
+        """Raise AuthenticationError unless ``caller`` is a consortium bank."""
+        with self._cond:
+            self._bank(caller)
+
+    # ----- bank handlers --------------------------------------------------------------------
+
+    def register(self, caller: Caller, bank: str, fingerprint: str) -> Registration:
+        with self._cond:
+            name = self._bank(caller, bank, fingerprint)
+            log.info("bank %s registered", name)
+            self._schedule()
+            self._cond.notify_all()
+            return Registration(self.consortium_id, self.banks)
+
+    def next_task(self, caller: Caller, wait: float) -> JobAssignment | None:
+        """The running job this bank takes part in, waiting up to ``wait`` seconds for one."""
+        deadline = self._clock() + wait
+        with self._cond:
+            name = self._bank(caller)
+            while True:
+                self._last_seen[name] = self._clock()
+                self._schedule()
+                job = self._active()
+                if job is not None and job.state is JobState.RUNNING and name in job.banks:
+                    return JobAssignment(
+                        job.job_id, job.spec.to_dict(), job.banks, len(job.committed),
+                        job.bank_timeout,
+                    )
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(min(remaining, 1.0))
+
+    def poll_step(self, caller: Caller, job_id: str, step_index: int, wait: float) -> StepStatus:
+        """The job's current step as this bank sees it; waits while the bank has nothing to do."""
+        deadline = self._clock() + wait
+        with self._cond:
+            name = self._bank(caller)
+            job = self._job(job_id, name)
+            while True:
+                self._last_seen[name] = self._clock()
+                self._check_timeouts()
+                status = self._step_status(job, name)
+                busy = status.job_state == JobState.RUNNING.value and (
+                    status.step_index != step_index or not _done_my_part(status)
+                )
+                remaining = deadline - self._clock()
+                if busy or status.job_state != JobState.RUNNING.value or remaining <= 0:
+                    return status
+                self._cond.wait(min(remaining, 1.0))
+
+    def upload(self, caller: Caller, upload: Upload) -> UploadAck:
+        """Accept a contribution, shard, proposal or result for the current step."""
+        tag = upload.tag
+        with self._cond:
+            name = self._bank(caller, tag.bank, tag.key_fingerprint)
+            job = self._job(tag.job_id, name)
+            step = self._current_step(job, tag.step_index, name)
+        # Parsing and validating ciphertexts happens outside the lock.
+        prepared = step.prepare(upload)
+        with self._cond:
+            if job.step is not step or job.state is not JobState.RUNNING:
+                raise ReplayError(f"step {tag.step_index} of {job.job_id} is no longer current")
+            try:
+                duplicate, complete = step.accept(name, upload, prepared)
+            except FedtabError as exc:
+                if getattr(exc, "fails_job", False):
+                    self._fail(job, exc)
+                log.warning("rejected %s from %s: %s", upload.kind.name, name, exc.one_line())
+                raise
+            if duplicate:
+                log.info("harmless resend of %s from %s (step %d)", upload.kind.name, name,
+                         tag.step_index)
+            if complete:
+                self._advance(job, step)
+            self._bump()
+            return UploadAck(duplicate, job.step.phase.value if job.step else "")
+
+    def download(self, caller: Caller, kind: DownloadKind, job_id: str, step_index: int,
+                 from_index: int) -> bytes:
+        """The payload of an AGGREGATE, SHARDS, COMMITTED or ARTIFACTS download."""
+        with self._cond:
+            if kind is DownloadKind.ARTIFACTS:
+                self._operator(caller)
+                job = self._jobs.get(job_id)
+                if job is None:
+                    raise ConfigError(f"unknown job {job_id!r}")
+                if job.state is not JobState.DONE or job.artifacts is None:
+                    raise ProtocolError(f"job {job_id} is {job.state.value}, it has no artifacts")
+                return convert.artifacts_to_bytes(job.artifacts)
+            name = self._bank(caller)
+            job = self._job(job_id, name)
+            if kind is DownloadKind.COMMITTED:
+                if from_index < 0:
+                    raise ProtocolError("from_index must be >= 0")
+                return convert.committed_to_bytes(job.committed[from_index:])
+            step = self._current_step(job, step_index, name)
+            if kind is DownloadKind.AGGREGATE:
+                return step.aggregate_payload()
+            return step.shards_payload()
+
+    # ----- operator handlers ----------------------------------------------------------------
+
+    def submit(self, caller: Caller, spec: JobSpec) -> str:
+        """Queue a job over all consortium banks; raises PrivacyError for too few banks."""
+        self._operator(caller)
+        spec.check_bank_count(len(self.banks))
+        with self._cond:
+            seq = 1 + max((j.seq for j in self._jobs.values()), default=0)
+            job_id = f"job-{seq:04d}-{secrets.token_hex(3)}"
+            timeout = float(getattr(spec, "bank_timeout", None) or self.bank_timeout)
+            job = _Job(job_id, seq, spec, self.banks, timeout, JobState.QUEUED, self._wall())
+            self._jobs[job_id] = job
+            self._save(job)
+            log.info("job %s submitted: %s over %s", job_id, spec.kind, ", ".join(self.banks))
+            self._schedule()
+            self._bump()
+            return job_id
+
+    def job_status(self, caller: Caller, job_id: str, wait: float, known_version: int
+                   ) -> JobStatus:
+        """The job's progress; waits up to ``wait`` s for a change after ``known_version``."""
+        self._operator(caller)
+        deadline = self._clock() + wait
+        with self._cond:
+            while True:
+                self._schedule()
+                self._check_timeouts()
+                job = self._jobs.get(job_id)
+                if job is None:
+                    raise ConfigError(f"unknown job {job_id!r}")
+                remaining = deadline - self._clock()
+                if self._version != known_version or remaining <= 0:
+                    return self._job_status(job)
+                self._cond.wait(min(remaining, 1.0))
+
+    # ----- internals ------------------------------------------------------------------------
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._cond.notify_all()
+
+    def _active(self) -> _Job | None:
+        pending = [j for j in self._jobs.values()
+                   if j.state in (JobState.QUEUED, JobState.WAITING, JobState.RUNNING)]
+        return min(pending, key=lambda j: j.seq) if pending else None
+
+    def _attached(self) -> set[str]:
+        now = self._clock()
+        return {b for b, t in self._last_seen.items() if now - t <= ATTACH_WINDOW_SECONDS}
+
+    def _schedule(self) -> None:
+        """Start the oldest pending job once all its banks are attached."""
+        job = self._active()
+        if job is None or job.state is JobState.RUNNING:
+            return
+        missing = [b for b in job.banks if b not in self._attached()]
+        if missing:
+            if job.state is not JobState.WAITING:
+                job.state = JobState.WAITING
+                self._bump()
+            return
+        job.state = JobState.RUNNING
+        job.started_at = job.started_at or self._wall()
+        job.step = StepState(len(job.committed), job.banks, self.public_key)
+        self._save(job)
+        log.info("job %s running with banks %s", job.job_id, ", ".join(job.banks))
+        self._bump()
+
+    def _check_timeouts(self) -> None:
+        job = self._active()
+        if job is None or job.state is not JobState.RUNNING:
+            return
+        now = self._clock()
+        late = [b for b in job.banks if now - self._last_seen.get(b, now) > job.bank_timeout]
+        if late:
+            self._fail(job, JobFailedError(
+                f"bank(s) {', '.join(late)} absent for more than {job.bank_timeout:.0f} s "
+                f"(bank_timeout) at step {len(job.committed)}"
+            ))
+
+    def _job(self, job_id: str, bank: str) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise ProtocolError(f"unknown job {job_id!r}")
+        if bank not in job.banks:
+            raise AuthenticationError(f"bank {bank!r} is not part of job {job_id}")
+        return job
+
+    def _current_step(self, job: _Job, step_index: int, bank: str) -> StepState:
+        if job.state is JobState.FAILED:
+            raise JobFailedError(f"job {job.job_id} failed: {job.message}")
+        if job.state is JobState.DONE:
+            raise ReplayError(f"job {job.job_id} is already finished")
+        if job.state is not JobState.RUNNING or job.step is None:
+            raise ProtocolError(f"job {job.job_id} is not running yet")
+        current = job.step.index
+        if step_index < current:
+            raise ReplayError(
+                f"replay rejected: step {step_index} of {job.job_id} is already committed "
+                f"(bank {bank})"
+            )
+        if step_index > current:
+            raise ProtocolError(
+                f"step {step_index} of {job.job_id} not reached yet (current {current}, "
+                f"bank {bank})"
+            )
+        return job.step
+
+    def _advance(self, job: _Job, step: StepState) -> None:
+        """All banks delivered the phase's item: move on, commit, or finish."""
+        try:
+            outcome = step.complete_phase()
+        except FedtabError as exc:
+            self._fail(job, exc)
+            raise
+        if isinstance(outcome, CommittedStep):
+            job.committed.append(outcome)
+            if self._store is not None:
+                self._store.save_step(job.job_id, outcome)
+            log.info("job %s committed step %d (%s)", job.job_id, outcome.index,
+                     outcome.request.step_id)
+            job.step = StepState(len(job.committed), job.banks, self.public_key)
+        elif isinstance(outcome, dict):
+            job.artifacts = outcome
+            if self._store is not None:
+                self._store.save_artifacts(job.job_id, outcome)
+            job.state = JobState.DONE
+            job.message = f"finished after {len(job.committed)} steps"
+            job.step = None
+            self._save(job)
+            log.info("job %s done: %s", job.job_id, ", ".join(sorted(outcome)))
+
+    def _fail(self, job: _Job, exc: FedtabError) -> None:
+        if job.state in (JobState.DONE, JobState.FAILED):
+            return
+        job.state = JobState.FAILED
+        job.message = exc.one_line()
+        job.step = None
+        self._save(job)
+        log.error("job %s failed: %s", job.job_id, job.message)
+        self._bump()
+
+    def _save(self, job: _Job) -> None:
+        if self._store is not None:
+            self._store.save_record(job.job_id, job.record())
+
+    def _step_status(self, job: _Job, bank: str) -> StepStatus:
+        step = job.step
+        if step is None or job.state is not JobState.RUNNING:
+            return StepStatus(job.job_id, job.state.value, len(job.committed), "",
+                              message=job.message)
+        return step.status(job.job_id, bank)
+
+    def _job_status(self, job: _Job) -> JobStatus:
+        step = job.step
+        last = job.committed[-1].request if job.committed else None
+        current = step.request if step is not None and step.request is not None else last
+        waiting: tuple[str, ...] = ()
+        if job.state is JobState.WAITING:
+            waiting = tuple(b for b in job.banks if b not in self._attached())
+        elif step is not None:
+            waiting = step.waiting_for()
+        elapsed = self._wall() - job.started_at if job.started_at else 0.0
+        return JobStatus(
+            job_id=job.job_id,
+            state=job.state.value,
+            step_index=len(job.committed),
+            step_id=current.step_id if current else "",
+            description=current.description if current else "",
+            phase=step.phase.value if step is not None else "",
+            elapsed_seconds=elapsed,
+            message=job.message,
+            waiting_for=waiting,
+            banks=job.banks,
+            version=self._version,
+        )
+
+    def _resume(self, store: JobStore) -> None:
+        for stored in store.load_all():
+            rec = stored.record
+            job = _Job(
+                job_id=str(rec["job_id"]),
+                seq=int(rec["seq"]),
+                spec=JobSpec.from_dict(rec["spec"]),
+                banks=tuple(rec["banks"]),
+                bank_timeout=float(rec["bank_timeout"]),
+                state=JobState(rec["state"]),
+                submitted_at=float(rec["submitted_at"]),
+                started_at=rec.get("started_at"),
+                message=str(rec.get("message", "")),
+                committed=stored.committed,
+                artifacts=stored.artifacts,
+            )
+            if job.state in (JobState.RUNNING, JobState.WAITING):
+                # The uncommitted step restarts; banks resend idempotently.
+                job.state = JobState.QUEUED
+                log.info("resuming job %s at step %d", job.job_id, len(job.committed))
+            self._jobs[job.job_id] = job
+
+    def snapshot(self) -> dict[str, str]:
+        """Job id -> state (for logs and tests)."""
+        with self._cond:
+            return {j.job_id: j.state.value for j in self._jobs.values()}
+
+
+def _done_my_part(status: StepStatus) -> bool:
+    """Whether the bank has nothing to do in the step's current phase."""
+    return {
+        Phase.CONTRIBUTE.value: status.have_contribution or status.have_result,
+        Phase.DECRYPT.value: status.have_shard,
+        Phase.PROPOSE.value: status.have_proposal,
+        Phase.FINISH.value: status.have_result,
+    }.get(status.phase, True)
+

@@ -1,0 +1,154 @@
+"""The aggregator's gRPC service: a thin servicer over :class:`Coordinator`, and its server.
+
+The servicer reads the caller's identity from the verified mTLS certificate, converts messages
+(:mod:`fedtab.transport.convert`), calls one coordinator handler and maps
+:class:`~fedtab.errors.FedtabError` to the error's gRPC status with a one-line message.
+
+Threat model: the aggregator process loads only its own bundle (public key, its TLS key and
+the consortium CA); no private Paillier key is ever read here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from aggregator.checkpoint import JobStore
+from aggregator.coordinator import Coordinator
+from fedtab.errors import ConfigError, FedtabError
+from fedtab.jobs import JobSpec
+from fedtab.transport import convert, tls
+from fedtab.transport.generated import fedtab_pb2 as pb
+from fedtab.transport.generated import fedtab_pb2_grpc as pb_grpc
+from fedtab.transport.messages import Caller, DownloadKind
+from fedtab.transport.options import (
+    DEFAULT_BANK_TIMEOUT_SECONDS,
+    LONG_POLL_SECONDS,
+    SERVER_OPTIONS,
+)
+
+log = logging.getLogger("fedtab.aggregator")
+T = TypeVar("T")
+MAX_WAIT_SECONDS = 30.0
+
+
+def _wait(value: float) -> float:
+    return max(0.0, min(float(value), MAX_WAIT_SECONDS))
+
+
+class AggregatorServicer(pb_grpc.AggregatorServicer):
+    """Maps each RPC to one :class:`Coordinator` handler."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+
+    def _call(self, context: grpc.ServicerContext, rpc: str, fn: Callable[[Caller], T]) -> T:
+        try:
+            peer = tls.peer_identity(context)
+            return fn(Caller(peer.name, peer.role))
+        except FedtabError as exc:
+            log.warning("%s from %s refused: %s", rpc, context.peer(), exc.one_line())
+            context.abort(exc.grpc_status, exc.one_line())
+            raise  # unreachable: abort raises
+
+    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> Any:
+        reg = self._call(context, "Register", lambda c: self.coordinator.register(
+            c, request.bank, request.key_fingerprint))
+        return convert.registration_to_proto(reg)
+
+    def NextTask(self, request: pb.NextTaskRequest, context: grpc.ServicerContext) -> Any:
+        job = self._call(context, "NextTask", lambda c: self.coordinator.next_task(
+            c, _wait(request.wait_seconds)))
+        return convert.assignment_to_proto(job)
+
+    def PollStep(self, request: pb.PollStepRequest, context: grpc.ServicerContext) -> Any:
+        status = self._call(context, "PollStep", lambda c: self.coordinator.poll_step(
+            c, request.job_id, int(request.step_index), _wait(request.wait_seconds)))
+        return convert.step_status_to_proto(status)
+
+    def Upload(self, request_iterator: Iterable[pb.UploadChunk],
+               context: grpc.ServicerContext) -> Any:
+        def handle(caller: Caller) -> Any:
+            self.coordinator.check_bank(caller)  # refuse before reading a large stream
+            upload = convert.upload_from_proto(request_iterator)
+            return self.coordinator.upload(caller, upload)
+
+        ack = self._call(context, "Upload", handle)
+        return convert.ack_to_proto(ack)
+
+    def Download(self, request: pb.DownloadRequest, context: grpc.ServicerContext
+                 ) -> Iterator[pb.DataChunk]:
+        def handle(caller: Caller) -> bytes:
+            try:
+                kind = DownloadKind(request.kind)
+            except ValueError as exc:
+                raise ConfigError(f"unknown download kind {request.kind}") from exc
+            return self.coordinator.download(caller, kind, request.job_id,
+                                             int(request.step_index), int(request.from_index))
+
+        payload = self._call(context, "Download", handle)
+        yield from convert.payload_to_chunks(payload)
+
+    def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> Any:
+        def handle(caller: Caller) -> str:
+            spec = JobSpec.from_dict(convert.json_object(request.spec_json, "job spec"))
+            return self.coordinator.submit(caller, spec)
+
+        return pb.SubmitJobReply(job_id=self._call(context, "SubmitJob", handle))
+
+    def GetJobStatus(self, request: pb.JobStatusRequest, context: grpc.ServicerContext) -> Any:
+        status = self._call(context, "GetJobStatus", lambda c: self.coordinator.job_status(
+            c, request.job_id, _wait(request.wait_seconds), int(request.known_version)))
+        return convert.job_status_to_proto(status)
+
+
+def build_coordinator(bundle: Any, *, state_dir: Path | None = None,
+                      bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS) -> Coordinator:
+    """A coordinator for an aggregator bundle (public key only), resuming from ``state_dir``."""
+    store = JobStore(state_dir) if state_dir is not None else None
+    return Coordinator(
+        bundle.config.consortium_id,
+        tuple(bundle.config.banks),
+        bundle.public_key,
+        store=store,
+        bank_timeout=bank_timeout,
+    )
+
+
+def create_server(
+    bundle: Any,
+    address: str = "127.0.0.1:0",
+    *,
+    coordinator: Coordinator | None = None,
+    state_dir: Path | None = None,
+    bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS,
+    max_workers: int = 32,
+) -> tuple[grpc.Server, int]:
+    """Build (not start) the mTLS gRPC server for ``bundle`` bound to ``address``.
+
+    Returns ``(server, port)``; with port 0 the OS picks the port. Raises ConfigError when
+    the address cannot be bound.
+    """
+    coordinator = coordinator or build_coordinator(
+        bundle, state_dir=state_dir, bank_timeout=bank_timeout
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fedtab-rpc"),
+        options=SERVER_OPTIONS,
+    )
+    pb_grpc.add_AggregatorServicer_to_server(AggregatorServicer(coordinator), server)
+    try:
+        port = server.add_secure_port(address, tls.server_credentials(bundle.tls))
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {address}: {exc}") from exc
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address}")
+    return server, port
+
+
+__all__ = ["LONG_POLL_SECONDS", "AggregatorServicer", "build_coordinator", "create_server"]

@@ -1,0 +1,243 @@
+"""The aggregator's state of one uncommitted step: who delivered what, and the phase rules.
+
+Phases: ``contribute`` (encrypted vectors, summed homomorphically when all are in) ->
+``decrypt`` (each bank uploads its sealed shard of the aggregate's plaintexts) -> ``propose``
+(each bank uploads its proposal; committed when all digests agree). A step whose banks report
+they are finished (no request) is in ``finish`` and collects the banks' results instead.
+
+Threat model: sees ciphertexts, sealed shards it cannot open, proposals and results — all of
+which the aggregator may see. Holds the public key only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fedtab.crypto import (
+    EncryptedVector,
+    PublicKey,
+    add_encrypted,
+    encrypted_vector_from_bytes,
+    encrypted_vector_to_bytes,
+)
+from fedtab.errors import (
+    CiphertextError,
+    FedtabError,
+    ProposalMismatchError,
+    ProtocolError,
+    WireFormatError,
+)
+from fedtab.protocol.steps import SumRequest, proposal_digest
+from fedtab.transport import convert
+from fedtab.transport.messages import (
+    CommittedStep,
+    PayloadKind,
+    Phase,
+    SealedShard,
+    StepStatus,
+    Upload,
+    artifacts_digest,
+    request_digest,
+    shard_range,
+)
+
+_PHASE_OF = {
+    PayloadKind.CONTRIBUTION: Phase.CONTRIBUTE,
+    PayloadKind.SHARD: Phase.DECRYPT,
+    PayloadKind.PROPOSAL: Phase.PROPOSE,
+    PayloadKind.RESULT: Phase.FINISH,
+}
+_ORDER = [Phase.CONTRIBUTE, Phase.DECRYPT, Phase.PROPOSE, Phase.FINISH]
+
+
+def _fatal(exc: FedtabError) -> FedtabError:
+    """Mark an error as failing the whole job (banks diverged), not just one message."""
+    exc.fails_job = True  # type: ignore[attr-defined]
+    return exc
+
+
+class StepState:
+    """Deliveries of step ``index`` of a job over ``banks`` (sorted)."""
+
+    def __init__(self, index: int, banks: tuple[str, ...], public_key: PublicKey) -> None:
+        self.index = index
+        self.banks = banks
+        self.public_key = public_key
+        self.fingerprint = public_key.fingerprint
+        self.phase = Phase.CONTRIBUTE
+        self.request: SumRequest | None = None
+        self.request_digest: str | None = None  # "" once banks said they are finished
+        self.received: dict[Phase, dict[str, tuple[str, Any]]] = {p: {} for p in _ORDER}
+        self.aggregate: bytes | None = None
+        self.n_ciphertexts = 0
+
+    # ----- validation outside the lock -------------------------------------------------------
+
+    def prepare(self, upload: Upload) -> Any:
+        """Parse and validate an upload's payload (no state change); raises FedtabError."""
+        tag = upload.tag
+        if upload.kind in (PayloadKind.CONTRIBUTION, PayloadKind.RESULT):
+            if request_digest(upload.request) != tag.request_digest:
+                raise WireFormatError("request digest does not match the request sent")
+            if upload.kind is PayloadKind.RESULT and upload.request is not None:
+                raise ProtocolError("a result upload must not carry a step request")
+            if upload.kind is PayloadKind.CONTRIBUTION and upload.request is None:
+                raise ProtocolError("a contribution must carry its step request")
+        if upload.kind is PayloadKind.CONTRIBUTION:
+            request = upload.request
+            if request is None or request.step_id != tag.step_id:
+                raise ProtocolError("tag step_id does not match the request")
+            vector = encrypted_vector_from_bytes(upload.payload, self.public_key)
+            _check_vector(vector, request, self.fingerprint)
+            return vector
+        if upload.kind is PayloadKind.PROPOSAL:
+            try:
+                proposal = json.loads(upload.payload)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise WireFormatError(f"proposal is not JSON: {exc}") from exc
+            if not isinstance(proposal, dict):
+                raise WireFormatError("a proposal must be a JSON object")
+            return proposal
+        if upload.kind is PayloadKind.RESULT:
+            return convert.artifacts_from_bytes(upload.payload)
+        return SealedShard(upload.tag.bank, upload.shard_start, upload.shard_stop, upload.payload)
+
+    # ----- state changes under the coordinator's lock ------------------------------------------
+
+    def accept(self, bank: str, upload: Upload, prepared: Any) -> tuple[bool, bool]:
+        """Record a delivery; returns ``(duplicate, phase_complete)``; raises FedtabError."""
+        target = _PHASE_OF[upload.kind]
+        digest = _digest(upload, prepared)
+        held = self.received[target].get(bank)
+        if held is not None:
+            if held[0] == digest:
+                return True, False
+            raise ProtocolError(
+                f"bank {bank} sent different content for the same {upload.kind.name.lower()} "
+                f"of step {self.index}"
+            )
+        self._check_request(bank, upload)
+        if upload.kind is PayloadKind.RESULT and self.phase is Phase.CONTRIBUTE:
+            self.phase = Phase.FINISH
+        if target is not self.phase:
+            raise ProtocolError(
+                f"{upload.kind.name.lower()} from {bank} not expected: step {self.index} is in "
+                f"phase {self.phase.value}"
+            )
+        if upload.kind is PayloadKind.SHARD:
+            expected = shard_range(self.n_ciphertexts, self.banks, bank)
+            if (upload.shard_start, upload.shard_stop) != expected:
+                raise ProtocolError(
+                    f"bank {bank} sent shard {upload.shard_start}-{upload.shard_stop}, its "
+                    f"range is {expected[0]}-{expected[1]}"
+                )
+        self.received[target][bank] = (digest, prepared)
+        return False, len(self.received[target]) == len(self.banks)
+
+    def _check_request(self, bank: str, upload: Upload) -> None:
+        digest = upload.tag.request_digest
+        if upload.kind in (PayloadKind.CONTRIBUTION, PayloadKind.RESULT):
+            if self.request_digest is None:
+                self.request_digest = digest
+                self.request = upload.request
+            elif digest != self.request_digest:
+                mine = upload.request.step_id if upload.request else "finished"
+                theirs = self.request.step_id if self.request else "finished"
+                others = ", ".join(sorted(self.received[Phase.CONTRIBUTE] or
+                                          self.received[Phase.FINISH]))
+                raise _fatal(ProtocolError(
+                    f"banks disagree on step {self.index}: {bank} asks for {mine!r}, "
+                    f"{others} asked for {theirs!r}"
+                ))
+        elif digest != self.request_digest or upload.tag.step_id != (
+            self.request.step_id if self.request else ""
+        ):
+            raise ProtocolError(f"bank {bank}'s {upload.kind.name.lower()} names another request")
+
+    def complete_phase(self) -> CommittedStep | dict[str, bytes] | None:
+        """Advance after all banks delivered; a commit or the final artifacts, else None.
+
+        Raises ProposalMismatchError (job-fatal) when proposals or results disagree.
+        """
+        if self.phase is Phase.CONTRIBUTE:
+            vectors: list[EncryptedVector] = [
+                self.received[Phase.CONTRIBUTE][b][1] for b in self.banks
+            ]
+            total = add_encrypted(vectors, self.public_key)
+            self.aggregate = encrypted_vector_to_bytes(total)
+            self.n_ciphertexts = len(total.ciphertexts)
+            self.phase = Phase.DECRYPT
+            return None
+        if self.phase is Phase.DECRYPT:
+            self.phase = Phase.PROPOSE
+            return None
+        got = self.received[self.phase]
+        groups: dict[str, list[str]] = {}
+        for bank in self.banks:
+            groups.setdefault(got[bank][0], []).append(bank)
+        what = "proposals" if self.phase is Phase.PROPOSE else "final artifacts"
+        if len(groups) != 1:
+            step = self.request.step_id if self.request else "finish"
+            raise ProposalMismatchError(
+                f"step {self.index} ({step}) not committed: {what} differ between banks "
+                + " vs ".join(",".join(g) for g in groups.values())
+            )
+        value = got[self.banks[0]][1]
+        if self.phase is Phase.PROPOSE:
+            if self.request is None:
+                raise ProtocolError("internal: proposal phase without a request")
+            return CommittedStep(self.index, self.request, dict(value))
+        return dict(value)
+
+    # ----- read-only views ----------------------------------------------------------------------
+
+    def aggregate_payload(self) -> bytes:
+        if self.aggregate is None:
+            raise ProtocolError(f"step {self.index}: the aggregate is not ready yet")
+        return self.aggregate
+
+    def shards_payload(self) -> bytes:
+        if self.phase is not Phase.PROPOSE:
+            raise ProtocolError(f"step {self.index}: shards are not all in yet")
+        shards = sorted((v[1] for v in self.received[Phase.DECRYPT].values()),
+                        key=lambda s: s.start)
+        return convert.shards_to_bytes(shards)
+
+    def status(self, job_id: str, bank: str) -> StepStatus:
+        return StepStatus(
+            job_id=job_id,
+            job_state="running",
+            step_index=self.index,
+            phase=self.phase.value,
+            have_contribution=bank in self.received[Phase.CONTRIBUTE],
+            have_shard=bank in self.received[Phase.DECRYPT],
+            have_proposal=bank in self.received[Phase.PROPOSE],
+            have_result=bank in self.received[Phase.FINISH],
+            n_ciphertexts=self.n_ciphertexts,
+        )
+
+    def waiting_for(self) -> tuple[str, ...]:
+        return tuple(b for b in self.banks if b not in self.received[self.phase])
+
+
+def _digest(upload: Upload, prepared: Any) -> str:
+    if upload.kind is PayloadKind.PROPOSAL:
+        return proposal_digest(prepared)
+    if upload.kind is PayloadKind.RESULT:
+        return artifacts_digest(prepared)
+    return upload.content_digest
+
+
+def _check_vector(vector: EncryptedVector, request: SumRequest, fingerprint: str) -> None:
+    if vector.fingerprint != fingerprint:
+        raise CiphertextError("contribution is encrypted under another key")
+    if vector.spec != request.encoding:
+        raise CiphertextError("contribution uses another encoding than the step request")
+    if vector.length != request.length:
+        raise CiphertextError(
+            f"contribution has {vector.length} values, the request says {request.length}"
+        )
+    if vector.summands != 1:
+        raise CiphertextError("a bank's contribution must be a single summand")
+
