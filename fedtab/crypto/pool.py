@@ -1,0 +1,154 @@
+"""Running raw Paillier work in-process or on a pool of worker processes.
+
+Threat model: a pool is private to the process that created it (a bank, or any encrypting
+party). Decryption workers receive the private key through the pool initializer over a local
+pipe, so it stays inside the key holder's own process tree; nothing leaves the machine.
+
+Workers are started with the ``spawn`` context, never ``fork``: the parent also runs gRPC,
+whose threads do not survive a fork. Each worker builds its expensive state (the DJN fixed-base
+table, the CRT constants) once, in its initializer, and keeps it in ``_WORKER_CORE``: this
+module-level slot is the one piece of process state, and it only ever exists in pool workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Protocol
+
+from fedtab.crypto.paillier import CrtEncryptCore, DecryptCore, DjnEncryptCore
+from fedtab.errors import ConfigError
+
+_WORKER_CORE: dict[str, Any] = {}
+# Tasks per worker per batch: small enough to balance load, large enough to amortise IPC.
+_TASKS_PER_WORKER = 4
+
+
+class EncryptCore(Protocol):
+    """What an encryption core offers (DJN or CRT)."""
+
+    def encrypt(self, plaintexts: Sequence[int], randoms: Sequence[int] | None) -> list[int]:
+        """Encrypt plaintexts, with explicit random values or fresh ones."""
+        ...
+
+
+def make_encrypt_core(method: str, n: int, hs: int | None, p: int | None, q: int | None) -> Any:
+    """Build a :class:`DjnEncryptCore` (``hs`` given) or :class:`CrtEncryptCore` (``p, q``)."""
+    if method == "djn" and hs is not None:
+        return DjnEncryptCore(n, hs)
+    if method == "crt" and p is not None and q is not None:
+        return CrtEncryptCore(p, q)
+    raise ConfigError(f"cannot build an encryption core for method {method!r}")
+
+
+def _init_encrypt_worker(method: str, n: int, hs: int | None, p: int | None, q: int | None) -> None:
+    _WORKER_CORE["core"] = make_encrypt_core(method, n, hs, p, q)
+
+
+def _init_decrypt_worker(p: int, q: int) -> None:
+    _WORKER_CORE["core"] = DecryptCore(p, q)
+
+
+def _encrypt_task(plaintexts: list[int], randoms: list[int] | None) -> list[int]:
+    core: EncryptCore = _WORKER_CORE["core"]
+    return core.encrypt(plaintexts, randoms)
+
+
+def _ping(pause: float) -> int:
+    time.sleep(pause)
+    return os.getpid()
+
+
+def _decrypt_task(ciphertexts: list[int]) -> list[int]:
+    core: DecryptCore = _WORKER_CORE["core"]
+    return core.decrypt(ciphertexts)
+
+
+def check_workers(workers: int) -> int:
+    """Validate the ``workers`` knob (a positive int); raises :class:`ConfigError`."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    return workers
+
+
+def _chunks(items: Sequence[Any], parts: int) -> list[list[Any]]:
+    size = max(1, -(-len(items) // parts))
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+class WorkerPool:
+    """A spawn-context process pool whose workers each hold one core built by ``initializer``."""
+
+    def __init__(
+        self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]
+    ) -> None:
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=initializer,
+            initargs=initargs,
+        )
+        # Start every worker now (they build their tables in the background); the executor
+        # otherwise spawns spawn-context workers one at a time, on demand.
+        for _ in range(workers):
+            self._executor.submit(_ping, 0.0)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until every worker has started and built its core (for benchmarks).
+
+        Raises :class:`ConfigError` if the workers are not all up within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        seen: set[int] = set()
+        while len(seen) < self.workers:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"only {len(seen)} of {self.workers} workers started")
+            futures = [self._live().submit(_ping, 0.05) for _ in range(self.workers)]
+            seen.update(f.result(timeout=timeout) for f in futures)
+
+    def _live(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            raise ConfigError("the worker pool has been closed")
+        return self._executor
+
+    def encrypt(self, plaintexts: Sequence[int], randoms: Sequence[int] | None) -> list[int]:
+        """Encrypt on the workers, preserving order."""
+        parts = self.workers * _TASKS_PER_WORKER
+        pt_chunks = _chunks(plaintexts, parts)
+        rand_chunks: list[list[int] | None] = (
+            [None] * len(pt_chunks) if randoms is None else list(_chunks(randoms, parts))
+        )
+        out: list[int] = []
+        for result in self._live().map(_encrypt_task, pt_chunks, rand_chunks):
+            out.extend(result)
+        return out
+
+    def decrypt(self, ciphertexts: Sequence[int]) -> list[int]:
+        """Decrypt on the workers, preserving order."""
+        out: list[int] = []
+        chunks = _chunks(ciphertexts, self.workers * _TASKS_PER_WORKER)
+        for result in self._live().map(_decrypt_task, chunks):
+            out.extend(result)
+        return out
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+def encrypt_pool(
+    workers: int, method: str, n: int, hs: int | None, p: int | None, q: int | None
+) -> WorkerPool:
+    """A pool of encryption workers (each builds its own table/constants once)."""
+    return WorkerPool(workers, _init_encrypt_worker, (method, n, hs, p, q))
+
+
+def decrypt_pool(workers: int, p: int, q: int) -> WorkerPool:
+    """A pool of CRT decryption workers."""
+    return WorkerPool(workers, _init_decrypt_worker, (p, q))
