@@ -76,6 +76,10 @@ _BANK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 _RESERVED_NAMES = frozenset({AGGREGATOR_NAME, OPERATOR_NAME})
+# A private Paillier key file (sorted keys: bits, fingerprint, kind, n, p, q) declares its kind
+# within its first ~145 bytes and n (>= 64 hex digits) follows, so 192 bytes never reach p or q.
+_SNIFF_BYTES = 192
+_PRIVATE_MARKERS = (PRIVATE_KIND.encode(), SHARD_KEY_KIND.encode())
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -253,7 +257,8 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def _write_json(path: Path, payload: Mapping[str, Any], mode: int = 0o644) -> None:
-    _write(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode(), mode)
+    """Write JSON in the payload's key order (the shard key file puts ``kind`` first)."""
+    _write(path, (json.dumps(payload, indent=2) + "\n").encode(), mode)
 
 
 def _write_party(
@@ -423,8 +428,9 @@ def _load_public(folder: Path, config: ConsortiumConfig) -> PublicKey:
 
 
 def _refuse_private_material(folder: Path) -> None:
-    """Raise if the aggregator's folder holds a private key or shard key (by name, or a JSON
-    file whose header declares a private Paillier key; only the first bytes are read)."""
+    """Raise if the aggregator's folder holds a private key, shard key or CA key: by file name,
+    or by a header declaring a private Paillier key or shard key. Only the first
+    ``_SNIFF_BYTES`` of a file are read: key files put ``kind`` before any secret field."""
     for path in sorted(folder.rglob("*")):
         if not path.is_file():
             continue
@@ -433,13 +439,12 @@ def _refuse_private_material(folder: Path) -> None:
                 f"{path} must not be in the aggregator's folder; refusing to start "
                 "(the aggregator holds public keys only)"
             )
-        if path.suffix == ".json":
-            with path.open("rb") as fh:
-                head = fh.read(256)
-            if PRIVATE_KIND.encode() in head or SHARD_KEY_KIND.encode() in head:
-                raise KeyMaterialError(
-                    f"{path} holds private key material; refusing to start the aggregator"
-                )
+        with path.open("rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+        if any(marker in head for marker in _PRIVATE_MARKERS):
+            raise KeyMaterialError(
+                f"{path} holds private key material; refusing to start the aggregator"
+            )
 
 
 def load_aggregator_bundle(directory: Path) -> AggregatorBundle:

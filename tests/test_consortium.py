@@ -245,14 +245,23 @@ def test_parse_address() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["paillier_private.json", "backup.json", "shard_key.json"])
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("banks/bank-a/paillier_private.json", "paillier_private.json"),
+        ("banks/bank-a/paillier_private.json", "backup.json"),
+        ("banks/bank-a/paillier_private.json", "state/old-key"),
+        ("banks/bank-a/shard_key.json", "shard_key.json"),
+        ("banks/bank-a/shard_key.json", "notes.txt"),
+        ("ca/ca.key", "ca.key"),
+    ],
+)
 def test_aggregator_refuses_private_material(
-    consortium: ConsortiumPaths, tmp_path: Path, name: str
+    consortium: ConsortiumPaths, tmp_path: Path, source: str, name: str
 ) -> None:
     root = _copy(consortium, tmp_path)
-    bank = root / "banks" / "bank-a"
-    source = bank / ("shard_key.json" if name == "shard_key.json" else "paillier_private.json")
-    shutil.copy(source, root / "aggregator" / name)
+    (root / "aggregator" / name).parent.mkdir(exist_ok=True)
+    shutil.copy(root / source, root / "aggregator" / name)
     with pytest.raises(KeyMaterialError, match="refusing to start") as info:
         load_aggregator_bundle(root / "aggregator")
     assert name in str(info.value)
@@ -341,3 +350,15 @@ def test_real_2048_bit_consortium(tmp_path: Path, contract: DataContract) -> Non
     bank = load_bank_bundle(paths.banks["b"])
     assert agg.config.key_bits == 2048 == bank.private_key.public.bits
     assert bank.private_key.public == agg.public_key
+
+
+def test_private_key_header_sniff_never_reaches_the_factors(tmp_path: Path) -> None:
+    from fedtab.consortium import _PRIVATE_MARKERS, _SNIFF_BYTES
+
+    for bits in (256, 2048):
+        key = generate_keypair(bits, allow_small_for_tests=True)
+        save_private_key(key, tmp_path / f"k{bits}.json")
+        head = (tmp_path / f"k{bits}.json").read_bytes()[:_SNIFF_BYTES]
+        assert _PRIVATE_MARKERS[0] in head
+        assert b'"p"' not in head and b'"q"' not in head
+        assert format(key.p, "x").encode()[:8] not in head
