@@ -9,6 +9,7 @@ listed sorted, so the same data always gives the same contract.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 import pandas as pd
@@ -84,18 +85,14 @@ def round_outward(
 
 
 def _round_sig(value: float, digits: int, *, up: bool) -> float:
+    """Round in decimal (exact), then back to the nearest float, which stays outward because
+    rounding to nearest is monotone and ``value`` is itself a float."""
     if value == 0.0:
         return 0.0
-    exponent = math.floor(math.log10(abs(value))) - (digits - 1)
-    step = 10.0**exponent
-    steps = math.ceil(value / step) if up else math.floor(value / step)
-    places = max(-exponent, 0)
-    result = round(steps * step, places)
-    # Float division can land one step inside the value; step outward until it contains it.
-    while (result < value) if up else (result > value):
-        steps += 1 if up else -1
-        result = round(steps * step, places)
-    return float(result)
+    exact = Decimal(repr(value))
+    step = Decimal(1).scaleb(exact.adjusted() - (digits - 1))
+    rounded = float(exact.quantize(step, rounding=ROUND_CEILING if up else ROUND_FLOOR))
+    return rounded if math.isfinite(rounded) else value
 
 
 def _infer_feature(column: pd.Series, name: str, max_categories: int) -> FeatureSpec:
