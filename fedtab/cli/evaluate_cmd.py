@@ -1,0 +1,89 @@
+"""`fedtab evaluate`: score a local holdout with a finished model (and optionally a baseline).
+
+Prints a metrics table (or, with ``--json``, one JSON object) and with ``--report DIR`` writes
+``DIR/report.html`` with the ROC and precision-recall curves embedded. Options can be set from
+``FEDTAB_EVALUATE_*`` variables. Bad input prints one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fedtab.cli.edge import reports_errors
+from fedtab.data.tables import read_table
+from fedtab.report import ReportEntry, format_table, write_report
+from fedtab.scoring import Evaluation, evaluate_model, load_model
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _summary(evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        **evaluation.metrics,
+        "model": str(evaluation.model.path),
+        "model_kind": evaluation.model.kind,
+    }
+
+
+@click.command()
+@click.option("--model", "model_path", type=_FILE, required=True, show_envvar=True,
+              help="model.json: fedtab logreg or XGBoost JSON with an embedded contract.")
+@click.option("--data", type=click.Path(path_type=Path), required=True, show_envvar=True,
+              help="The holdout table (.csv, .parquet or .pq).")
+@click.option("--label", default=None, show_envvar=True,
+              help="The 0/1 label column [default: the model contract's label].")
+@click.option("--baseline", "baseline_path", type=_FILE, default=None, show_envvar=True,
+              help="A second model to compare with (e.g. one trained on local data only).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, show_envvar=True,
+              help="Write DIR/report.html (with roc.png and pr.png) comparing the models.")
+@reports_errors
+def evaluate(
+    model_path: Path,
+    data: Path,
+    label: str | None,
+    baseline_path: Path | None,
+    as_json: bool,
+    report_dir: Path | None,
+) -> None:
+    """Evaluate MODEL on the holdout DATA: ROC-AUC, PR-AUC, recall at low FPR, Brier, ..."""
+    model = load_model(model_path)
+    baseline = None if baseline_path is None else load_model(baseline_path)
+    frame = read_table(data)
+    result = evaluate_model(model, frame, label, source=str(data))
+    compared = None if baseline is None else evaluate_model(
+        baseline, frame, result.label, source=str(data)
+    )
+    evaluations = [("model", result)] + ([] if compared is None else [("baseline", compared)])
+
+    report_path = None
+    if report_dir is not None:
+        entries = [
+            ReportEntry(name, str(e.model.path), e.model.kind, e.y, e.scores, e.metrics)
+            for name, e in evaluations
+        ]
+        report_path = write_report(report_dir, entries, str(data))
+
+    if as_json:
+        doc: dict[str, Any] = {**_summary(result), "data": str(data), "label": result.label}
+        if compared is not None:
+            doc["baseline"] = _summary(compared)
+        if report_path is not None:
+            doc["report"] = str(report_path)
+        click.echo(json.dumps(doc, sort_keys=True))
+        return
+    for name, e in evaluations:
+        click.echo(f"{name + ':':<10}{e.model.path} ({e.model.kind})")
+    metrics = result.metrics
+    click.echo(
+        f"{'holdout:':<10}{data} ({metrics['n_rows']} rows, {metrics['n_positive']} "
+        f"with {result.label!r} = 1)\n"
+    )
+    click.echo(format_table([(name, e.metrics) for name, e in evaluations]))
+    if report_path is not None:
+        click.echo(f"\nreport: {report_path}")

@@ -1,0 +1,228 @@
+"""Presenting holdout evaluations: a text table for the terminal and a self-contained HTML page.
+
+The HTML report (``report.html``) compares a model with an optional baseline: a metrics table
+and the ROC and precision-recall curves as PNG images embedded as base64 data URIs, so the one
+file can be mailed or archived. The PNGs are also written beside it. Plots use matplotlib's Agg
+canvas directly (no pyplot state, no display needed). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from fedtab.atomic import atomic_write_bytes, atomic_write_text
+from fedtab.errors import ConfigError
+from fedtab.metrics import curves
+
+# (key, label, format); "confusion" is rendered from confusion_at_best_f1.
+METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("roc_auc", "ROC-AUC", ".4f"),
+    ("pr_auc", "PR-AUC (average precision)", ".4f"),
+    ("recall_at_fpr_0_001", "recall at 0.1% FPR", ".4f"),
+    ("recall_at_fpr_0_01", "recall at 1% FPR", ".4f"),
+    ("precision_at_100", "precision in top 100", ".4f"),
+    ("precision_at_1pct", "precision in top 1%", ".4f"),
+    ("best_f1", "best F1", ".4f"),
+    ("best_f1_threshold", "best-F1 threshold", ".4g"),
+    ("confusion", "TP / FP / FN / TN at best F1", ""),
+    ("brier", "Brier score (lower is better)", ".5f"),
+    ("n_rows", "rows", "d"),
+    ("n_positive", "frauds", "d"),
+)
+STYLES: tuple[tuple[str, str], ...] = (("#1f5fbf", "-"), ("#d9731a", "--"), ("#3a9a3a", ":"))
+MIN_LOG_FPR = 1e-4
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    """One evaluated model: its name in the report, source file, labels, scores and metrics.
+
+    ``y`` and ``scores`` have shape ``(n_rows,)``; ``metrics`` is
+    :func:`fedtab.metrics.evaluate_scores`' dict.
+    """
+
+    name: str
+    source: str
+    kind: str
+    y: np.ndarray
+    scores: np.ndarray
+    metrics: Mapping[str, Any]
+
+
+def format_value(metrics: Mapping[str, Any], key: str, fmt: str) -> str:
+    """One metric as text ("-" when absent or None)."""
+    if key == "confusion":
+        cm = metrics.get("confusion_at_best_f1")
+        return "-" if cm is None else f"{cm['tp']} / {cm['fp']} / {cm['fn']} / {cm['tn']}"
+    value = metrics.get(key)
+    return "-" if value is None else format(value, fmt)
+
+
+def format_table(columns: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """The metrics of one or more models side by side, as aligned plain text."""
+    header = ["metric", *[name for name, _ in columns]]
+    rows = [
+        [label, *[format_value(m, key, fmt) for _, m in columns]]
+        for key, label, fmt in METRIC_ROWS
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for i, row in enumerate([header, *rows]):
+        cells = [row[0].ljust(widths[0]), *[c.rjust(w) for c, w in zip(row[1:], widths[1:],
+                                                                           strict=True)]]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _png(figure: Figure) -> bytes:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def roc_png(entries: Sequence[ReportEntry]) -> bytes:
+    """ROC curves on a log false-positive-rate axis (fraud teams work at FPR <= 1%)."""
+    figure = Figure(figsize=(5.6, 4.4))
+    ax = figure.add_subplot()
+    for entry, (colour, style) in zip(entries, STYLES, strict=False):
+        c = curves(entry.y, entry.scores)
+        fpr = np.maximum(c.fpr, MIN_LOG_FPR)
+        auc = entry.metrics.get("roc_auc", float("nan"))
+        ax.plot(fpr, c.tpr, color=colour, linestyle=style, linewidth=2,
+                label=f"{entry.name} (AUC {auc:.3f})")
+    for target in (0.001, 0.01):
+        ax.axvline(target, color="#999999", linewidth=0.8, linestyle=":")
+    grid = np.logspace(np.log10(MIN_LOG_FPR), 0, 100)
+    ax.plot(grid, grid, color="#bbbbbb", linewidth=1, label="random")
+    ax.set_xscale("log")
+    ax.set_xlim(MIN_LOG_FPR, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("false-positive rate (log scale)")
+    ax.set_ylabel("recall (true-positive rate)")
+    ax.set_title("ROC curve")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def pr_png(entries: Sequence[ReportEntry]) -> bytes:
+    """Precision-recall curves with the fraud base rate as the no-skill line."""
+    figure = Figure(figsize=(5.6, 4.4))
+    ax = figure.add_subplot()
+    base_rate = 0.0
+    for entry, (colour, style) in zip(entries, STYLES, strict=False):
+        c = curves(entry.y, entry.scores)
+        base_rate = c.positive_rate
+        ap = entry.metrics.get("pr_auc", float("nan"))
+        ax.plot(c.recall, c.precision, color=colour, linestyle=style, linewidth=2,
+                drawstyle="steps-post", label=f"{entry.name} (AP {ap:.3f})")
+    ax.axhline(base_rate, color="#bbbbbb", linewidth=1, label=f"fraud rate {base_rate:.2%}")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Precision-recall curve")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 22px; margin-bottom: 4px; }
+p.meta { color: #555; margin-top: 0; }
+table { border-collapse: collapse; margin: 16px 0; }
+th, td { padding: 4px 12px; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f0f3f8; }
+.plots { display: flex; flex-wrap: wrap; gap: 16px; }
+.plots figure { margin: 0; }
+.plots img { width: 560px; height: auto; border: 1px solid #ddd; }
+"""
+
+
+def render_html(
+    entries: Sequence[ReportEntry], data_source: str, roc: bytes, pr: bytes, title: str
+) -> str:
+    """The report page: metadata, the metrics table and both plots embedded as data URIs."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(e.name)}</th>" for e in entries)
+    body = "\n".join(
+        "<tr><td>" + esc(label) + "</td>"
+        + "".join(f"<td>{esc(format_value(e.metrics, key, fmt))}</td>" for e in entries)
+        + "</tr>"
+        for key, label, fmt in METRIC_ROWS
+    )
+    sources = "".join(
+        f"<li><b>{esc(e.name)}</b>: {esc(e.kind)} model <code>{esc(e.source)}</code></li>"
+        for e in entries
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{esc(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<h1>{esc(title)}</h1>
+<p class="meta">Holdout <code>{esc(data_source)}</code></p>
+<ul>{sources}</ul>
+<table>
+<thead><tr><th>metric</th>{head}</tr></thead>
+<tbody>
+{body}
+</tbody>
+</table>
+<div class="plots">
+<figure><img id="roc" alt="ROC curve" src="{_data_uri(roc)}"></figure>
+<figure><img id="pr" alt="Precision-recall curve" src="{_data_uri(pr)}"></figure>
+</div>
+</body>
+</html>
+"""
+
+
+def write_report(
+    out_dir: Path,
+    entries: Sequence[ReportEntry],
+    data_source: str,
+    title: str = "fedtab holdout evaluation",
+) -> Path:
+    """Write ``roc.png``, ``pr.png`` and ``report.html`` into ``out_dir``; return the HTML path.
+
+    Raises:
+        ConfigError: no entries, or ``out_dir`` cannot be written.
+    """
+    if not entries:
+        raise ConfigError("nothing to report: no evaluated model")
+    out_dir = Path(out_dir)
+    roc, pr = roc_png(entries), pr_png(entries)
+    page = render_html(entries, data_source, roc, pr, title)
+    target = out_dir / "report.html"
+    try:
+        atomic_write_bytes(out_dir / "roc.png", roc)
+        atomic_write_bytes(out_dir / "pr.png", pr)
+        atomic_write_text(target, page)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from exc
+    return target
