@@ -27,7 +27,7 @@ import secrets
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -147,15 +147,7 @@ class ConsortiumConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (banks as a list)."""
-        return {
-            "consortium_id": self.consortium_id,
-            "banks": list(self.banks),
-            "key_fingerprint": self.key_fingerprint,
-            "aggregator_address": self.aggregator_address,
-            "key_bits": self.key_bits,
-            "created": self.created,
-            "ca_fingerprint": self.ca_fingerprint,
-        }
+        return {**asdict(self), "banks": list(self.banks)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConsortiumConfig:

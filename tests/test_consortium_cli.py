@@ -110,3 +110,19 @@ def test_show_reports_corrupt_config(tmp_path: Path) -> None:
     (tmp_path / "consortium.json").write_text(json.dumps({"banks": []}))
     result = CliRunner().invoke(cli, ["consortium", "show", str(tmp_path)])
     assert result.exit_code == 2 and result.stderr.startswith("error: ConfigError:")
+
+
+def test_options_from_environment(tmp_path: Path, schema: Path) -> None:
+    env = {
+        "FEDTAB_ALLOW_SMALL_KEYS": "1",
+        "FEDTAB_CONSORTIUM_INIT_KEY_BITS": "512",
+        "FEDTAB_CONSORTIUM_INIT_AGGREGATOR_ADDRESS": "[::1]:9000",
+        "FEDTAB_CONSORTIUM_INIT_BANK": "x y z",
+        "FEDTAB_CONSORTIUM_INIT_SCHEMA": str(schema),
+    }
+    args = ["consortium", "init", str(tmp_path / "c")]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    bundle = load_aggregator_bundle(tmp_path / "c" / "aggregator")
+    assert bundle.config.banks == ("x", "y", "z") and bundle.config.key_bits == 512
+    assert bundle.config.aggregator_address == "[::1]:9000"

@@ -1,7 +1,8 @@
 """`fedtab consortium`: create a consortium (CA, Paillier keys, shard key, bundles) or show one.
 
-Every option can also be set from the environment (``FEDTAB_CONSORTIUM_INIT_KEY_BITS``,
-``FEDTAB_CONSORTIUM_INIT_AGGREGATOR_ADDRESS``, ...). Keys smaller than 2048 bits are refused
+Every option can also be set from the environment (``FEDTAB_CONSORTIUM_INIT_SCHEMA``,
+``FEDTAB_CONSORTIUM_INIT_BANK`` (space-separated), ``FEDTAB_CONSORTIUM_INIT_KEY_BITS``,
+``FEDTAB_CONSORTIUM_INIT_AGGREGATOR_ADDRESS``). Keys smaller than 2048 bits are refused
 unless the hidden ``--insecure-small-key-for-tests`` flag (or ``FEDTAB_ALLOW_SMALL_KEYS=1``) is
 given; that exists for tests only. Errors print one line and exit non-zero.
 """
@@ -59,6 +60,7 @@ def consortium() -> None:
     "schema_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FEDTAB_CONSORTIUM_INIT_SCHEMA",
     show_envvar=True,
     help="The data contract (JSON, from `fedtab schema infer`).",
 )
@@ -67,6 +69,7 @@ def consortium() -> None:
     "banks",
     multiple=True,
     required=True,
+    envvar="FEDTAB_CONSORTIUM_INIT_BANK",
     show_envvar=True,
     help="A member bank's name (repeat for each bank).",
 )
