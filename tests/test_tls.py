@@ -134,7 +134,8 @@ def test_client_rejects_server_from_another_ca(ca: tuple[bytes, bytes]) -> None:
 
 
 def test_bank_certificate_cannot_serve_as_aggregator(ca: tuple[bytes, bytes]) -> None:
-    bank_as_server = _identity(ca, "bank-a", "bank")
+    # Even with the right SAN, a bank certificate lacks serverAuth and must not be accepted.
+    bank_as_server = _identity(ca, "bank-a", "bank", hosts=["127.0.0.1"])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     handler = grpc.method_handlers_generic_handler(
         "fedtab.test.WhoAmI", {"Ask": grpc.unary_unary_rpc_method_handler(_whoami)}
