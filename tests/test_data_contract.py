@@ -137,7 +137,7 @@ def test_inferred_contract_validates_against_schema(json_schema: dict[str, Any])
             "id": np.arange(200),
             "x": rng.normal(size=200),
             "flag": rng.choice([True, False], 200),
-            "city": rng.choice(["a", "b", None], 200),
+            "city": rng.choice(np.array(["a", "b", None], dtype=object), 200),
             "y": rng.integers(0, 2, 200),
         }
     )
