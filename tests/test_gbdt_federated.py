@@ -331,7 +331,7 @@ def test_mid_tree_replay_needs_the_aggregates(pooled: LocalTable) -> None:
     live = trainers(tables, PARAMS)
     log: list[tuple[SumRequest, np.ndarray, JsonDict]] = []
     while (request := live["bank_a"].next_request()) is not None and len(log) < 3:
-        total = sum(t.contribution(request) for t in live.values())
+        total = np.sum([t.contribution(request) for t in live.values()], axis=0)
         proposals = [t.propose(request, total) for t in live.values()]
         for t in live.values():
             t.commit(request, proposals[0])
@@ -339,7 +339,7 @@ def test_mid_tree_replay_needs_the_aggregates(pooled: LocalTable) -> None:
     assert log[-1][0].step_id == "tree/0/depth/1"
     request = live["bank_a"].next_request()
     assert request is not None and request.step_id == "tree/0/depth/2"
-    total = sum(t.contribution(request) for t in live.values())
+    total = np.sum([t.contribution(request) for t in live.values()], axis=0)
     expected = live["bank_a"].propose(request, total)
 
     blind = trainers(tables, PARAMS)["bank_a"]
