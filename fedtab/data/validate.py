@@ -261,10 +261,9 @@ def _numeric_column(column: pd.Series, spec: FeatureSpec, range_tolerance: float
     if not spec.nullable:
         _reject_missing(np.isnan(values), name)
     if spec.lower is not None and spec.upper is not None:
-        width = spec.upper - spec.lower
-        slack = range_tolerance * (width if width > 0 else max(abs(spec.lower), 1.0))
+        low, high = tolerated_range(spec, range_tolerance)
         with np.errstate(invalid="ignore"):
-            far = (values < spec.lower - slack) | (values > spec.upper + slack)
+            far = (values < low) | (values > high)
         if far.any():
             row = _first(far)
             raise DataContractError(
@@ -272,6 +271,22 @@ def _numeric_column(column: pd.Series, spec: FeatureSpec, range_tolerance: float
                 f"the contract range [{spec.lower:g}, {spec.upper:g}]"
             )
     return values
+
+
+def tolerated_range(
+    spec: FeatureSpec, range_tolerance: float = RANGE_TOLERANCE
+) -> tuple[float, float]:
+    """The widest values a numeric feature accepts: its range widened on each side by
+    ``range_tolerance`` times its width (or times ``max(|lower|, 1)`` for a zero-width range).
+
+    Raises:
+        DataContractError: the feature is not numeric with both bounds declared.
+    """
+    if spec.kind != "numeric" or spec.lower is None or spec.upper is None:
+        raise DataContractError(f"feature {spec.name!r} has no numeric range")
+    width = spec.upper - spec.lower
+    slack = range_tolerance * (width if width > 0 else max(abs(spec.lower), 1.0))
+    return spec.lower - slack, spec.upper + slack
 
 
 def _categorical_column(column: pd.Series, spec: FeatureSpec) -> np.ndarray:
