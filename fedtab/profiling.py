@@ -13,8 +13,9 @@ needs for standardisation:
 
 Every :class:`~fedtab.crypto.encoding.EncodingSpec` depends on shared facts only (the declared
 ``max_rows_per_bank``, the contract's ranges, the number of banks), never on a bank's row count.
-With ``|z| <= 1`` the clip bounds are ``max_rows`` and ``4 * max_rows``; 40 fractional bits
-keep the fixed-point error of a sum below ``n_banks * 2**-41``, far under 1e-9 relative.
+With ``|z| <= 1`` the clip bounds are ``max_rows`` and ``4 * max_rows``. Every value is sent
+as a hi/lo pair (:func:`split_hi_lo`) on a 40-bit grid, so sums carry 80 fractional bits and
+keep float64's relative precision even for a tiny spread inside a wide declared range.
 
 Released results (the proposals, seen by the aggregator): total and positive row counts,
 per-feature non-null counts, means, standard deviations (sample, ``ddof=1``, as pandas'
@@ -65,6 +66,27 @@ class ProfileParams:
         if unknown:
             raise ConfigError(f"unknown profile parameter(s) {sorted(unknown)}")
         return cls(parse_max_rows(params.get("max_rows_per_bank", DEFAULT_MAX_ROWS)))
+
+
+def split_hi_lo(values: np.ndarray, frac_bits: int) -> np.ndarray:
+    """``[hi, lo]``: ``hi`` on the ``2**-frac_bits`` grid, ``values = hi + lo * 2**-frac_bits``.
+
+    Both halves are encoded with the same spec, so a secure sum of the pair keeps ``2 *
+    frac_bits`` fractional bits: small sums (a tiny spread inside a wide declared range, a mean
+    near zero) keep their float64 relative precision. ``|lo| <= 1``; both steps are exact in
+    float64. Shape ``(n,)`` -> ``(2n,)``.
+    """
+    unit = 2.0**frac_bits
+    hi = np.round(values * unit) / unit
+    return np.concatenate([hi, (values - hi) * unit])
+
+
+def join_hi_lo(aggregate: np.ndarray, frac_bits: int) -> list[float]:
+    """Inverse of :func:`split_hi_lo` on a summed vector, in Python floats."""
+    values = [float(v) for v in aggregate.tolist()]
+    half = len(values) // 2
+    unit = 2.0**-frac_bits
+    return [values[i] + values[half + i] * unit for i in range(half)]
 
 
 def hard_range(spec: FeatureSpec) -> tuple[float, float]:
@@ -167,7 +189,7 @@ def moments_request(contract: DataContract, max_rows: int, n_banks: int) -> SumR
     n_cat = sum(len(f.categories) for f in contract.features if f.kind == "categorical")
     return SumRequest(
         step_id=MOMENTS_STEP,
-        length=2 + len(contract.features) + n_num + n_cat,
+        length=2 * (2 + len(contract.features) + n_num + n_cat),
         encoding=EncodingSpec(MOMENT_FRAC_BITS, float(max_rows), n_banks),
         description="row, label and non-null counts; range-normalised feature sums",
     )
@@ -189,12 +211,13 @@ def moments_contribution(table: LocalTable) -> np.ndarray:
             cats.extend(np.bincount(codes, minlength=len(spec.categories)).astype(float))
     head = [float(table.n_rows), float(np.sum(table.y))]
     counts = present.sum(axis=0).astype(float).tolist()
-    return np.asarray(head + counts + sums + cats, dtype=np.float64)
+    vector = np.asarray(head + counts + sums + cats, dtype=np.float64)
+    return split_hi_lo(vector, MOMENT_FRAC_BITS)
 
 
 def moments_from_aggregate(contract: DataContract, aggregate: np.ndarray) -> Moments:
     """Decode the summed moments vector into :class:`Moments` (pure Python arithmetic)."""
-    values = [float(v) for v in aggregate.tolist()]
+    values = join_hi_lo(aggregate, MOMENT_FRAC_BITS)
     features = contract.features
     n_feat = len(features)
     counts = [round(v) for v in values[2 : 2 + n_feat]]
@@ -225,7 +248,7 @@ def deviations_request(contract: DataContract, max_rows: int, n_banks: int) -> S
     n_num = sum(1 for f in contract.features if f.kind == "numeric")
     return SumRequest(
         step_id=DEVIATIONS_STEP,
-        length=n_num,
+        length=2 * n_num,
         encoding=EncodingSpec(MOMENT_FRAC_BITS, 4.0 * max_rows, n_banks),
         description="sums of squared deviations from the consortium means",
     )
@@ -245,12 +268,12 @@ def deviations_contribution(table: LocalTable, moments: Moments) -> np.ndarray:
             continue
         _, half = _range_of(spec)
         out.append(float(np.sum(((col - mean) / half) ** 2)))
-    return np.asarray(out, dtype=np.float64)
+    return split_hi_lo(np.asarray(out, dtype=np.float64), MOMENT_FRAC_BITS)
 
 
 def squared_deviations(contract: DataContract, aggregate: np.ndarray) -> list[float | None]:
     """Per feature, summed squared deviations in the feature's units (categorical: ``None``)."""
-    values = [max(float(v), 0.0) for v in aggregate.tolist()]
+    values = [max(v, 0.0) for v in join_hi_lo(aggregate, MOMENT_FRAC_BITS)]
     out: list[float | None] = []
     for spec in contract.features:
         if spec.kind == "numeric":
