@@ -182,13 +182,15 @@ class Coordinator:
             job = self._job(job_id, name)
             while True:
                 self._last_seen[name] = self._clock()
+                self._schedule()
                 self._check_timeouts()
                 status = self._step_status(job, name)
+                finished = status.job_state in (JobState.DONE.value, JobState.FAILED.value)
                 busy = status.job_state == JobState.RUNNING.value and (
                     status.step_index != step_index or not _done_my_part(status)
                 )
                 remaining = deadline - self._clock()
-                if busy or status.job_state != JobState.RUNNING.value or remaining <= 0:
+                if busy or finished or remaining <= 0:
                     return status
                 self._cond.wait(min(remaining, 1.0))
 
@@ -199,6 +201,13 @@ class Coordinator:
             name = self._bank(caller, tag.bank, tag.key_fingerprint)
             job = self._job(tag.job_id, name)
             step = self._current_step(job, tag.step_index, name)
+            try:
+                step.check_request(name, upload)
+            except FedtabError as exc:
+                if getattr(exc, "fails_job", False):
+                    self._fail(job, exc)
+                log.warning("rejected %s from %s: %s", upload.kind.name, name, exc.one_line())
+                raise
         # Parsing and validating ciphertexts happens outside the lock.
         prepared = step.prepare(upload)
         with self._cond:

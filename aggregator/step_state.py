@@ -117,7 +117,6 @@ class StepState:
                 f"bank {bank} sent different content for the same {upload.kind.name.lower()} "
                 f"of step {self.index}"
             )
-        self._check_request(bank, upload)
         if upload.kind is PayloadKind.RESULT and self.phase is Phase.CONTRIBUTE:
             self.phase = Phase.FINISH
         if target is not self.phase:
@@ -135,7 +134,11 @@ class StepState:
         self.received[target][bank] = (digest, prepared)
         return False, len(self.received[target]) == len(self.banks)
 
-    def _check_request(self, bank: str, upload: Upload) -> None:
+    def check_request(self, bank: str, upload: Upload) -> None:
+        """Check (and on the first delivery, record) the request the upload is for.
+
+        Banks asking for different requests have diverged: that error fails the job.
+        """
         digest = upload.tag.request_digest
         if upload.kind in (PayloadKind.CONTRIBUTION, PayloadKind.RESULT):
             if self.request_digest is None:

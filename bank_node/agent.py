@@ -1,0 +1,267 @@
+"""The bank agent: stays attached to the aggregator and drives its trainers' step machines.
+
+For each step ``k`` of a job the agent follows the aggregator's phase of that step (polled with
+a server-side wait, no busy loop): *contribute* (encrypt ``trainer.contribution`` and upload),
+*decrypt* (decrypt this bank's shard of the aggregate and upload it sealed), *propose* (unseal
+all shards, decode, upload ``trainer.propose``), then fetch the committed proposal and
+``trainer.commit`` it. Finished trainers upload their ``result()``. Uploads are cached per step
+and resent unchanged, so a resend after a timeout or an aggregator restart is harmless. A bank
+that (re)joins a running job replays the committed proposals on a fresh trainer first.
+
+Threat model: the agent holds this bank's table, the consortium private key and the shard key;
+it sends the aggregator only ciphertexts, sealed shards, proposals and results.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from bank_node.client import BankClient
+from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
+from fedtab.crypto import Decryptor, Encryptor
+from fedtab.data.contract import LocalTable
+from fedtab.errors import FedtabError, JobFailedError, ProtocolError, ReplayError
+from fedtab.jobs import JobSpec, create_trainer
+from fedtab.protocol.steps import BankTrainer, JobContext, SumRequest, canonical_json
+from fedtab.transport import convert
+from fedtab.transport.messages import (
+    DownloadKind,
+    JobAssignment,
+    JobState,
+    PayloadKind,
+    Phase,
+    StepStatus,
+    Tag,
+    Upload,
+    request_digest,
+)
+from fedtab.transport.options import LONG_POLL_SECONDS
+
+log = logging.getLogger("fedtab.bank")
+MAX_REJECTIONS = 5
+
+
+class BankAgent:
+    """One bank's long-running participant (see module docstring).
+
+    ``bundle`` is a :class:`fedtab.consortium.BankBundle`; ``table`` the bank's validated
+    table; ``address`` overrides the bundle's aggregator address.
+    """
+
+    def __init__(
+        self,
+        bundle: object,
+        table: LocalTable,
+        address: str | None = None,
+        *,
+        workers: int = 1,
+        poll_seconds: float = LONG_POLL_SECONDS,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.name: str = bundle.name  # type: ignore[attr-defined]
+        self.table = table
+        self.public_key = bundle.public_key  # type: ignore[attr-defined]
+        self.address = address or bundle.config.aggregator_address  # type: ignore[attr-defined]
+        self.poll_seconds = poll_seconds
+        self._progress = progress or (lambda line: log.info("%s", line))
+        self._stop = threading.Event()
+        self.client = BankClient(bundle.tls, self.address, self.name,  # type: ignore[attr-defined]
+                                 should_stop=self._stop.is_set)
+        self._encryptor = Encryptor(self.public_key, workers=workers)
+        self._decryptor = Decryptor(bundle.private_key, workers=workers)  # type: ignore[attr-defined]
+        self._shard_key: bytes = bundle.shard_key  # type: ignore[attr-defined]
+
+    # ----- life cycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._stop.set()
+        self._encryptor.close()
+        self._decryptor.close()
+        self.client.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run_forever` / :meth:`run_until` to return after the current poll."""
+        self._stop.set()
+
+    def register(self) -> None:
+        reg = self.client.register(self.public_key.fingerprint)
+        self._progress(f"{self.name}: attached to {self.address} (consortium "
+                       f"{reg.consortium_id}, banks {', '.join(reg.banks)})")
+
+    def run_forever(self) -> None:
+        """Serve jobs until :meth:`stop` is called."""
+        self.run_until(None)
+
+    def run_until(self, job_id: str | None, timeout: float | None = None) -> str:
+        """Serve jobs until job ``job_id`` has finished (any job if None: forever).
+
+        Returns the job's final state (``done`` / ``failed``), or ``stopped``.
+        """
+        self.register()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set():
+            if deadline is not None and time.monotonic() > deadline:
+                return "timeout"
+            job = self.client.next_task(self.poll_seconds)
+            if job is None:
+                continue
+            state = self.run_job(job)
+            if job_id is not None and job.job_id == job_id:
+                return state
+        return "stopped"
+
+    # ----- one job ----------------------------------------------------------------------------
+
+    def run_job(self, job: JobAssignment) -> str:
+        """Take part in ``job`` until it is done or failed; returns the final state."""
+        spec = JobSpec.from_dict(job.spec)
+        ctx = JobContext(job.job_id, self.name, tuple(sorted(job.banks)), seed=spec.seed,
+                         params=dict(spec.params))
+        trainer = create_trainer(spec, ctx, self.table)
+        run = _JobRun(self, job, ctx, trainer)
+        try:
+            return run.run()
+        except JobFailedError as exc:
+            self._progress(f"{self.name}: job {job.job_id} failed: {exc.one_line()}")
+            return JobState.FAILED.value
+
+
+class _JobRun:
+    """The state of one bank in one job: its trainer, step index and cached uploads."""
+
+    def __init__(self, agent: BankAgent, job: JobAssignment, ctx: JobContext,
+                 trainer: BankTrainer) -> None:
+        self.agent = agent
+        self.client = agent.client
+        self.job = job
+        self.banks = ctx.bank_names
+        self.trainer = trainer
+        self.index = 0
+        self.cache: dict[tuple[int, PayloadKind], Upload] = {}
+        self.rejections = 0
+
+    def run(self) -> str:
+        agent = self.agent
+        self.catch_up()
+        if self.index:
+            agent._progress(f"{agent.name}: job {self.job.job_id}: replayed {self.index} "
+                            "committed steps")
+        while not agent._stop.is_set():
+            request = self.trainer.next_request()
+            status = self.client.poll_step(self.job.job_id, self.index, 0.0)
+            while not agent._stop.is_set():
+                if status.job_state in (JobState.DONE.value, JobState.FAILED.value):
+                    verb = "finished" if status.job_state == JobState.DONE.value else "failed"
+                    agent._progress(f"{agent.name}: job {self.job.job_id} {verb}"
+                                    + (f": {status.message}" if status.message else ""))
+                    return status.job_state
+                if status.step_index > self.index:
+                    self.catch_up()
+                    break
+                if status.step_index == self.index and status.job_state == "running":
+                    self.act(request, status)
+                status = self.client.poll_step(self.job.job_id, self.index,
+                                               agent.poll_seconds)
+        return "stopped"
+
+    def catch_up(self) -> None:
+        """Fetch and replay the steps committed since ``self.index``."""
+        payload = self.client.download(DownloadKind.COMMITTED, self.job.job_id,
+                                       from_index=self.index)
+        for step in convert.committed_from_bytes(payload):
+            mine = self.trainer.next_request()
+            if mine is None or request_digest(mine) != request_digest(step.request):
+                raise JobFailedError(
+                    f"committed step {step.index} ({step.request.step_id}) is not what this "
+                    f"bank's trainer expects ({mine.step_id if mine else 'finished'})"
+                )
+            self.trainer.commit(step.request, step.proposal)
+            self.index = step.index + 1
+            self.agent._progress(
+                f"{self.agent.name}: step {step.index} committed: {step.request.step_id}"
+            )
+
+    def tag(self, request: SumRequest | None) -> Tag:
+        return Tag(
+            job_id=self.job.job_id,
+            step_index=self.index,
+            step_id=request.step_id if request else "",
+            bank=self.agent.name,
+            key_fingerprint=self.agent.public_key.fingerprint,
+            request_digest=request_digest(request),
+        )
+
+    def act(self, request: SumRequest | None, status: StepStatus) -> None:
+        """Deliver what this bank owes in the step's current phase (if anything)."""
+        phase = status.phase
+        if request is None:
+            if not status.have_result and phase in (Phase.CONTRIBUTE.value, Phase.FINISH.value):
+                self.send(PayloadKind.RESULT, lambda: Upload(
+                    PayloadKind.RESULT, self.tag(None),
+                    convert.artifacts_to_bytes(self.trainer.result())))
+            return
+        if phase == Phase.CONTRIBUTE.value and not status.have_contribution:
+            self.send(PayloadKind.CONTRIBUTION, lambda: Upload(
+                PayloadKind.CONTRIBUTION, self.tag(request),
+                encrypt_contribution(self.agent._encryptor, request,
+                                     self.trainer.contribution(request)),
+                request=request))
+        elif phase == Phase.DECRYPT.value and not status.have_shard:
+            self.send(PayloadKind.SHARD, lambda: self.make_shard(request))
+        elif phase == Phase.PROPOSE.value and not status.have_proposal:
+            self.send(PayloadKind.PROPOSAL, lambda: self.make_proposal(request, status))
+        elif phase == Phase.FINISH.value:
+            # The others are finished and this bank is not: the aggregator fails the job.
+            self.send(PayloadKind.CONTRIBUTION, lambda: Upload(
+                PayloadKind.CONTRIBUTION, self.tag(request), b"", request=request))
+
+    def make_shard(self, request: SumRequest) -> Upload:
+        agent = self.agent
+        tag = self.tag(request)
+        aggregate = self.client.download(DownloadKind.AGGREGATE, self.job.job_id, self.index)
+        start, stop, sealed = decrypt_shard(agent._decryptor, agent.public_key,
+                                            agent._shard_key, tag, self.banks, aggregate,
+                                            request)
+        return Upload(PayloadKind.SHARD, tag, sealed, shard_start=start, shard_stop=stop)
+
+    def make_proposal(self, request: SumRequest, status: StepStatus) -> Upload:
+        agent = self.agent
+        tag = self.tag(request)
+        payload = self.client.download(DownloadKind.SHARDS, self.job.job_id, self.index)
+        aggregate = open_shards(agent.public_key, agent._shard_key, tag, self.banks,
+                                convert.shards_from_bytes(payload), request,
+                                status.n_ciphertexts)
+        proposal = self.trainer.propose(request, aggregate)
+        return Upload(PayloadKind.PROPOSAL, tag, canonical_json(proposal))
+
+    def send(self, kind: PayloadKind, build: Callable[[], Upload]) -> None:
+        """Upload (building once per step, then resending the cached bytes)."""
+        key = (self.index, kind)
+        upload = self.cache.get(key)
+        if upload is None:
+            upload = build()
+            self.cache = {k: v for k, v in self.cache.items() if k[0] == self.index}
+            self.cache[key] = upload
+        try:
+            ack = self.client.upload(upload)
+        except ReplayError as exc:
+            log.info("%s: %s", self.agent.name, exc.one_line())
+            return
+        except (ProtocolError, FedtabError) as exc:
+            if isinstance(exc, JobFailedError):
+                raise
+            self.rejections += 1
+            log.warning("%s: upload refused: %s", self.agent.name, exc.one_line())
+            if self.rejections >= MAX_REJECTIONS:
+                raise JobFailedError(f"aggregator keeps refusing {kind.name.lower()}: "
+                                     f"{exc.one_line()}") from exc
+            return
+        self.rejections = 0
+        if kind is PayloadKind.CONTRIBUTION and not ack.duplicate:
+            desc = upload.request.description if upload.request else ""
+            self.agent._progress(f"{self.agent.name}: step {self.index} "
+                                 f"{upload.tag.step_id} contributed {desc}".rstrip())

@@ -1,0 +1,81 @@
+"""``fedtab bank join``: validate the bank's table, attach to the aggregator and serve jobs.
+
+Threat model: the bank process holds the private key and shard key (from its bundle) and its
+table; nothing is sent before the table passes the data contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from fedtab.cli.edge import reports_errors
+
+SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+
+def limit_threads() -> None:
+    """One compute thread per bank process (several share the machine's cores)."""
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        pass
+
+
+@click.group()
+def bank() -> None:
+    """Take part in a consortium as a bank."""
+
+
+@bank.command()
+@click.argument("bundle_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", "data_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="The bank's table.")
+@click.option("--aggregator", "address", default=None, metavar="HOST:PORT",
+              help="Aggregator address (default: the consortium's).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Crypto worker processes.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@reports_errors
+def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
+         verbose: bool) -> None:
+    """Join with the bank folder BUNDLE_DIR (e.g. DIR/banks/NAME) and serve jobs."""
+    limit_threads()
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from bank_node.agent import BankAgent
+    from fedtab.consortium import load_bank_bundle
+    from fedtab.data.validate import load_table
+
+    bundle = load_bank_bundle(bundle_dir)
+    table = load_table(data_path, bundle.contract)
+    click.echo(f"{bundle.name}: {data_path} matches the contract ({table.n_rows} rows)", err=True)
+    agent = BankAgent(bundle, table, address, workers=workers,
+                      progress=lambda line: click.echo(line, err=True))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_signal)
+    try:
+        agent.run_forever()
+    finally:
+        agent.close()
+    click.echo(f"{bundle.name}: detached", err=True)

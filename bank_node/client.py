@@ -1,0 +1,80 @@
+"""The bank's RPC calls to the aggregator, in plain message types, with retry on outages.
+
+Threat model: sends only ciphertexts, sealed shards, proposals and results; authenticates with
+the bank's mTLS certificate. No key material passes through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from fedtab.transport import convert
+from fedtab.transport.client import aggregator_stub, call_with_retry, open_channel
+from fedtab.transport.generated import fedtab_pb2 as pb
+from fedtab.transport.messages import (
+    DownloadKind,
+    JobAssignment,
+    Registration,
+    StepStatus,
+    Upload,
+    UploadAck,
+)
+from fedtab.transport.options import LONG_POLL_SECONDS, RPC_TIMEOUT_SECONDS
+from fedtab.transport.tls import TlsIdentity
+
+T = TypeVar("T")
+
+
+class BankClient:
+    """One bank's connection to the aggregator at ``address``."""
+
+    def __init__(self, identity: TlsIdentity, address: str, bank: str,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.address = address
+        self.bank = bank
+        self._channel = open_channel(identity, address)
+        self._stub = aggregator_stub(self._channel)
+        self._should_stop = should_stop
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        return call_with_retry(fn, self.address, should_stop=self._should_stop)
+
+    def register(self, fingerprint: str) -> Registration:
+        request = pb.RegisterRequest(bank=self.bank, key_fingerprint=fingerprint)
+        reply = self._call(lambda: self._stub.Register(request, timeout=RPC_TIMEOUT_SECONDS))
+        return convert.registration_from_proto(reply)
+
+    def next_task(self, wait: float = LONG_POLL_SECONDS) -> JobAssignment | None:
+        request = pb.NextTaskRequest(bank=self.bank, wait_seconds=wait)
+        reply = self._call(lambda: self._stub.NextTask(request, timeout=wait + 30))
+        return convert.assignment_from_proto(reply)
+
+    def poll_step(self, job_id: str, step_index: int, wait: float = LONG_POLL_SECONDS
+                  ) -> StepStatus:
+        request = pb.PollStepRequest(bank=self.bank, job_id=job_id, step_index=step_index,
+                                     wait_seconds=wait)
+        reply = self._call(lambda: self._stub.PollStep(request, timeout=wait + 30))
+        return convert.step_status_from_proto(reply)
+
+    def upload(self, upload: Upload) -> UploadAck:
+        reply = self._call(lambda: self._stub.Upload(convert.upload_to_proto(upload),
+                                                     timeout=RPC_TIMEOUT_SECONDS))
+        return convert.ack_from_proto(reply)
+
+    def download(self, kind: DownloadKind, job_id: str, step_index: int = 0,
+                 from_index: int = 0) -> bytes:
+        request = pb.DownloadRequest(kind=kind.name, job_id=job_id, step_index=step_index,
+                                     from_index=from_index)
+
+        def fetch() -> bytes:
+            stream = self._stub.Download(request, timeout=RPC_TIMEOUT_SECONDS)
+            return convert.payload_from_chunks(stream)
+
+        return self._call(fetch)
+
+
+__all__ = ["BankClient"]

@@ -1,0 +1,91 @@
+"""``fedtab run``: the operator submits a job file, follows it and saves its artifacts."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import click
+
+from fedtab.cli.edge import reports_errors
+from fedtab.transport.messages import JobStatus
+
+_FRACTION = re.compile(r"(\d+)\s*/\s*(\d+)")
+
+
+def describe(status: JobStatus) -> str:
+    """One progress line: state, step, round, elapsed and (when the step names i/N) an ETA."""
+    if status.state in ("queued", "waiting"):
+        waiting = ", ".join(status.waiting_for)
+        return f"[{status.job_id}] waiting for banks: {waiting}" if waiting else \
+            f"[{status.job_id}] {status.state}"
+    line = (f"[{status.job_id}] {status.state} step {status.step_index} "
+            f"{status.step_id} {status.phase}".rstrip())
+    if status.description:
+        line += f" ({status.description})"
+    line += f" elapsed {status.elapsed_seconds:.1f}s"
+    match = _FRACTION.search(status.description or "")
+    if match and status.state == "running":
+        done, total = int(match.group(1)), int(match.group(2))
+        if 0 < done <= total:
+            eta = status.elapsed_seconds / done * (total - done)
+            line += f" ETA {eta:.0f}s"
+    if status.waiting_for and status.state == "running":
+        line += f" waiting for {', '.join(status.waiting_for)}"
+    return line
+
+
+def write_artifacts(out: Path, artifacts: dict[str, bytes]) -> list[Path]:
+    """Write each artifact atomically under ``out``; returns the paths."""
+    from fedtab.atomic import atomic_write_bytes
+    from fedtab.errors import ConfigError
+
+    paths = []
+    for name, content in sorted(artifacts.items()):
+        if "/" in name or name.startswith("."):
+            raise ConfigError(f"refusing artifact name {name!r}")
+        path = out / name
+        atomic_write_bytes(path, content)
+        paths.append(path)
+    return paths
+
+
+@click.command()
+@click.argument("operator_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+              show_default=True, help="Folder for the job's artifacts.")
+@click.option("--aggregator", "address", default=None, metavar="HOST:PORT",
+              help="Aggregator address (default: the consortium's).")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@reports_errors
+def run(operator_dir: Path, job_file: Path, out: Path, address: str | None,
+        timeout: float | None) -> None:
+    """Submit JOB_FILE with the operator folder OPERATOR_DIR, wait, and save the artifacts."""
+    from fedtab.consortium import load_operator_bundle
+    from fedtab.jobs import JobSpec
+    from fedtab.transport.operator_client import OperatorClient
+
+    spec = JobSpec.load(job_file)
+    bundle = load_operator_bundle(operator_dir)
+    if spec.allow_two_banks and len(bundle.config.banks) == 2:
+        click.echo("warning: two banks: each can deduce the other's contribution "
+                   "(allow_two_banks = true)", err=True)
+    started = time.monotonic()
+    with OperatorClient(bundle, address) as client:
+        job_id = client.submit(spec)
+        click.echo(f"submitted {spec.kind} job {job_id} to {client.address}", err=True)
+        last = [""]
+
+        def progress(status: JobStatus) -> None:
+            line = describe(status)
+            if line != last[0]:
+                click.echo(line, err=True)
+                last[0] = line
+
+        final = client.wait(job_id, progress, timeout)
+        artifacts = client.fetch_artifacts(job_id)
+    paths = write_artifacts(out, artifacts)
+    click.echo(f"job {job_id} done in {time.monotonic() - started:.1f}s "
+               f"({final.step_index} steps); wrote {', '.join(str(p) for p in paths)}", err=True)

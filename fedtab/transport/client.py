@@ -1,0 +1,101 @@
+"""Client side of the consortium protocol shared by banks and the operator: channels, calls
+with retry, and the mapping of gRPC status codes back to fedtab errors.
+
+Threat model: the channel uses mTLS with the consortium CA only; the party's TLS key stays in
+memory. No Paillier key passes through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+
+from fedtab.errors import (
+    AuthenticationError,
+    ConfigError,
+    FedtabError,
+    JobFailedError,
+    PeerUnavailableError,
+    PrivacyError,
+    ProposalMismatchError,
+    ProtocolError,
+    ReplayError,
+    WireFormatError,
+)
+from fedtab.transport import tls
+from fedtab.transport.generated import fedtab_pb2_grpc as pb_grpc
+from fedtab.transport.options import GRPC_OPTIONS
+
+log = logging.getLogger("fedtab.transport")
+T = TypeVar("T")
+
+_STATUS_ERRORS: dict[grpc.StatusCode, type[FedtabError]] = {
+    grpc.StatusCode.UNAVAILABLE: PeerUnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: PeerUnavailableError,
+    grpc.StatusCode.PERMISSION_DENIED: AuthenticationError,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
+    grpc.StatusCode.ALREADY_EXISTS: ReplayError,
+    grpc.StatusCode.ABORTED: JobFailedError,
+    grpc.StatusCode.INVALID_ARGUMENT: ConfigError,
+    grpc.StatusCode.DATA_LOSS: WireFormatError,
+}
+
+
+def open_channel(identity: tls.TlsIdentity, address: str) -> grpc.Channel:
+    """An mTLS channel to the aggregator at ``HOST:PORT`` with the shared options."""
+    return grpc.secure_channel(address, tls.channel_credentials(identity), options=GRPC_OPTIONS)
+
+
+def aggregator_stub(channel: grpc.Channel) -> pb_grpc.AggregatorStub:
+    return pb_grpc.AggregatorStub(channel)
+
+
+def error_from_rpc(exc: grpc.RpcError, address: str) -> FedtabError:
+    """The fedtab error matching a failed call's status, with the server's one-line reason."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else "") or str(code)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return PeerUnavailableError(f"aggregator {address} unreachable: {details}")
+    if code is grpc.StatusCode.FAILED_PRECONDITION:
+        if details.startswith("PrivacyError"):
+            return PrivacyError(details.split(": ", 1)[-1])
+        return ProtocolError(details.split(": ", 1)[-1] if ": " in details else details)
+    if code is grpc.StatusCode.ABORTED and details.startswith("ProposalMismatchError"):
+        return ProposalMismatchError(details.split(": ", 1)[-1])
+    error_class = _STATUS_ERRORS.get(code, ProtocolError)
+    return error_class(details.split(": ", 1)[-1] if ": " in details else details)
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    address: str,
+    *,
+    give_up_after: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``fn``; retry with backoff while the aggregator is unreachable.
+
+    Other failures raise the matching :class:`FedtabError` at once. Raises
+    :class:`PeerUnavailableError` after ``give_up_after`` seconds (``None``: keep trying until
+    ``should_stop()``).
+    """
+    started = time.monotonic()
+    delay = 0.2
+    while True:
+        try:
+            return fn()
+        except grpc.RpcError as exc:
+            error = error_from_rpc(exc, address)
+            if not isinstance(error, PeerUnavailableError):
+                raise error from None
+            waited = time.monotonic() - started
+            if should_stop() or (give_up_after is not None and waited >= give_up_after):
+                raise error from None
+            log.info("%s; retrying in %.1f s", error.one_line(), delay)
+            sleep(delay)
+            delay = min(delay * 2, 5.0)

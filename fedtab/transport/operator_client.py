@@ -1,0 +1,100 @@
+"""The operator's client: submit a job, follow its progress, fetch its artifacts.
+
+Threat model: the operator holds only its TLS identity and the consortium config; it sees job
+progress and the finished artifacts (the model), never ciphertexts' plaintexts or keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fedtab.errors import JobFailedError, PeerUnavailableError
+from fedtab.jobs import JobSpec
+from fedtab.protocol.steps import canonical_json
+from fedtab.transport import convert
+from fedtab.transport.client import aggregator_stub, call_with_retry, open_channel
+from fedtab.transport.generated import fedtab_pb2 as pb
+from fedtab.transport.messages import DownloadKind, JobState, JobStatus
+from fedtab.transport.options import LONG_POLL_SECONDS, RPC_TIMEOUT_SECONDS
+
+ProgressCallback = Callable[[JobStatus], None]
+
+
+class OperatorClient:
+    """Connection of the operator (``OperatorBundle``) to the aggregator at ``address``."""
+
+    def __init__(self, bundle: object, address: str | None = None, *,
+                 unavailable_grace: float = 120.0) -> None:
+        self.address: str = address or bundle.config.aggregator_address  # type: ignore[attr-defined]
+        self._channel = open_channel(bundle.tls, self.address)  # type: ignore[attr-defined]
+        self._stub = aggregator_stub(self._channel)
+        self.unavailable_grace = unavailable_grace
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> OperatorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, spec: JobSpec) -> str:
+        """Queue ``spec``; returns the job id. Raises PrivacyError for too few banks."""
+        request = pb.SubmitJobRequest(spec_json=canonical_json(spec.to_dict()).decode())
+        reply = call_with_retry(
+            lambda: self._stub.SubmitJob(request, timeout=RPC_TIMEOUT_SECONDS),
+            self.address, give_up_after=self.unavailable_grace,
+        )
+        return str(reply.job_id)
+
+    def status(self, job_id: str, *, wait: float = 0.0, known_version: int = -1) -> JobStatus:
+        """The job's status, waiting up to ``wait`` s for a change after ``known_version``."""
+        request = pb.JobStatusRequest(job_id=job_id, wait_seconds=wait,
+                                      known_version=known_version)
+        reply = call_with_retry(
+            lambda: self._stub.GetJobStatus(request, timeout=wait + 30),
+            self.address, give_up_after=self.unavailable_grace,
+        )
+        return convert.job_status_from_proto(reply)
+
+    def wait(self, job_id: str, progress: ProgressCallback | None = None,
+             timeout: float | None = None) -> JobStatus:
+        """Follow the job until it finishes; returns the final status.
+
+        Raises JobFailedError (with the aggregator's reason) if it failed, and
+        PeerUnavailableError after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        version = -1
+        while True:
+            wait = LONG_POLL_SECONDS
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            status = self.status(job_id, wait=wait, known_version=version)
+            if progress is not None and status.version != version:
+                progress(status)
+            version = status.version
+            if status.state == JobState.FAILED.value:
+                raise JobFailedError(f"job {job_id} failed: {status.message}")
+            if status.state == JobState.DONE.value:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise PeerUnavailableError(
+                    f"job {job_id} not finished after {timeout:.0f} s (state {status.state}, "
+                    f"step {status.step_index})"
+                )
+
+    def fetch_artifacts(self, job_id: str) -> dict[str, bytes]:
+        """The finished job's artifacts, file name -> content."""
+        request = pb.DownloadRequest(kind=DownloadKind.ARTIFACTS.name, job_id=job_id)
+
+        def fetch() -> bytes:
+            return convert.payload_from_chunks(
+                self._stub.Download(request, timeout=RPC_TIMEOUT_SECONDS)
+            )
+
+        return convert.artifacts_from_bytes(
+            call_with_retry(fetch, self.address, give_up_after=self.unavailable_grace)
+        )

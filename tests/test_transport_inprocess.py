@@ -1,0 +1,78 @@
+"""The gRPC service, bank agents and operator client in one process (mTLS on loopback)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from harness import BANKS, InProcessConsortium, make_frames, new_consortium, write_tables
+
+from fedtab.jobs import JobSpec
+
+
+@pytest.fixture(scope="module")
+def small_consortium(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path],
+                                                                          dict[str, pd.DataFrame]]:
+    root = tmp_path_factory.mktemp("inproc")
+    frames = make_frames()
+    contract, tables = write_tables(root / "data", frames)
+    consortium = new_consortium(root / "consortium", contract, key_bits=1024)
+    return consortium, tables, frames
+
+
+def expected_profile(frames: dict[str, pd.DataFrame]) -> dict[str, object]:
+    pooled = pd.concat(list(frames.values()), ignore_index=True)
+    return {
+        "rows": len(pooled),
+        "positives": int(pooled["y"].sum()),
+        "amount": (pooled["amount"].mean(), pooled["amount"].std()),
+        "age": (pooled["age"].mean(), pooled["age"].std()),
+    }
+
+
+def check_profile(result: dict, frames: dict[str, pd.DataFrame]) -> None:
+    want = expected_profile(frames)
+    assert result["rows_total"] == want["rows"]
+    assert result["positives_total"] == want["positives"]
+    for name in ("amount", "age"):
+        mean, std = want[name]  # type: ignore[misc]
+        assert result["features"][name]["mean"] == pytest.approx(mean, rel=1e-6)
+        assert result["features"][name]["std"] == pytest.approx(std, rel=1e-6)
+
+
+def test_profile_job_over_grpc(small_consortium, tmp_path: Path) -> None:
+    consortium, tables, frames = small_consortium
+    with InProcessConsortium(consortium, tables, state_dir=tmp_path / "state") as cons, \
+            cons.operator_client() as client:
+        job_id = client.submit(JobSpec(kind="profile"))
+        seen = []
+        final = client.wait(job_id, seen.append, timeout=120)
+        artifacts = client.fetch_artifacts(job_id)
+    assert final.state == "done"
+    assert final.step_index == 2
+    assert any(s.state == "running" for s in seen)
+    check_profile(json.loads(artifacts["result.json"]), frames)
+    steps = sorted((tmp_path / "state" / "jobs" / job_id / "steps").glob("*.json"))
+    assert [p.name for p in steps] == ["000000.json", "000001.json"]
+    assert (tmp_path / "state" / "jobs" / job_id / "artifacts" / "result.json").read_bytes() \
+        == artifacts["result.json"]
+
+
+def test_job_waits_for_missing_bank_then_runs(small_consortium) -> None:
+    consortium, tables, frames = small_consortium
+    with InProcessConsortium(consortium, tables, start_banks=BANKS[:2]) as cons, \
+            cons.operator_client() as client:
+        job_id = client.submit(JobSpec(kind="profile"))
+        deadline = time.monotonic() + 30
+        status = client.status(job_id)
+        while status.state != "waiting" and time.monotonic() < deadline:
+            status = client.status(job_id, wait=1.0, known_version=status.version)
+        assert status.state == "waiting"
+        assert status.waiting_for == (BANKS[2],)
+        cons.start_bank(BANKS[2])
+        final = client.wait(job_id, timeout=120)
+        assert final.state == "done"
+        check_profile(json.loads(client.fetch_artifacts(job_id)["result.json"]), frames)
