@@ -36,7 +36,7 @@ import numpy as np
 
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
-from fedtab.data.validate import RANGE_TOLERANCE
+from fedtab.data.validate import tolerated_range
 from fedtab.errors import ConfigError, DataContractError, ProtocolError
 from fedtab.protocol.steps import JobContext, JsonDict, SumRequest
 
@@ -93,17 +93,16 @@ def hard_range(spec: FeatureSpec) -> tuple[float, float]:
     """The bounds a numeric value may take: the declared range widened as validation allows.
 
     :func:`fedtab.data.validate.load_table` accepts values up to ``RANGE_TOLERANCE`` range
-    widths beyond each end (banks' data legitimately exceed an inferred range), so clip bounds
-    use the widened range. Raises :class:`DataContractError` if no range is declared.
+    widths beyond each end (:func:`~fedtab.data.validate.tolerated_range`; banks' data
+    legitimately exceed an inferred range), so clip bounds use the widened range.
+    Raises :class:`DataContractError` if no range is declared.
     """
     if spec.lower is None or spec.upper is None or not spec.lower <= spec.upper:
         raise DataContractError(
             f"feature {spec.name!r}: federated moments need a declared range lower <= upper, "
             f"got [{spec.lower}, {spec.upper}]"
         )
-    width = spec.upper - spec.lower
-    slack = RANGE_TOLERANCE * (width if width > 0 else max(abs(spec.lower), 1.0))
-    return spec.lower - slack, spec.upper + slack
+    return tolerated_range(spec)
 
 
 def _range_of(spec: FeatureSpec) -> tuple[float, float]:
