@@ -21,11 +21,17 @@ Layout (all integers big-endian)::
     68     4    ciphertext count
     72     2    ciphertext width in bytes (= byte length of n^2)
     74     ...  count x width bytes: the ciphertexts, fixed width, big-endian
+    end-4  4    CRC-32 of everything before it
+
+The CRC catches accidental corruption (including of fields such as ``length`` that no other
+check can vouch for); it is not authentication. Against active attackers the transport's mTLS
+protects messages; the protocol's parties are honest-but-curious.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 
 from fedtab.crypto.ciphertexts import EncryptedVector, num_ciphertexts, validate_ciphertexts
 from fedtab.crypto.encoding import EncodingSpec, plaintext_layout, slot_bits
@@ -36,6 +42,8 @@ MAGIC = b"FTPV"
 VERSION = 1
 _HEADER = struct.Struct(">4sB32sBdIQIHIIH")
 HEADER_SIZE = _HEADER.size
+_CRC = struct.Struct(">I")
+TRAILER_SIZE = _CRC.size
 
 
 def ciphertext_width(public_key: PublicKey) -> int:
@@ -80,7 +88,8 @@ def encrypted_vector_to_bytes(vector: EncryptedVector) -> bytes:
         body = b"".join(int(c).to_bytes(width, "big") for c in vector.ciphertexts)
     except (struct.error, ValueError, OverflowError) as exc:
         raise WireFormatError(f"vector does not fit the wire format: {exc}") from exc
-    return header + body
+    message = header + body
+    return message + _CRC.pack(zlib.crc32(message))
 
 
 def encrypted_vector_from_bytes(data: bytes, public_key: PublicKey) -> EncryptedVector:
@@ -90,8 +99,11 @@ def encrypted_vector_from_bytes(data: bytes, public_key: PublicKey) -> Encrypted
     :class:`CiphertextError` for another key's vector or an invalid ciphertext.
     """
     data = bytes(data)
-    if len(data) < HEADER_SIZE:
-        raise WireFormatError(f"truncated vector: {len(data)} bytes, header needs {HEADER_SIZE}")
+    if len(data) < HEADER_SIZE + TRAILER_SIZE:
+        raise WireFormatError(
+            f"truncated vector: {len(data)} bytes, header and checksum need "
+            f"{HEADER_SIZE + TRAILER_SIZE}"
+        )
     (
         magic,
         version,
@@ -110,6 +122,10 @@ def encrypted_vector_from_bytes(data: bytes, public_key: PublicKey) -> Encrypted
         raise WireFormatError("not a fedtab ciphertext vector (bad magic)")
     if version != VERSION:
         raise WireFormatError(f"unsupported ciphertext vector version {version}")
+    (crc,) = _CRC.unpack_from(data, len(data) - TRAILER_SIZE)
+    data = data[:-TRAILER_SIZE]
+    if zlib.crc32(data) != crc:
+        raise WireFormatError("checksum mismatch: the vector is truncated or corrupt")
     if fingerprint.hex() != public_key.fingerprint:
         raise CiphertextError(
             f"vector was encrypted under key {fingerprint.hex()[:16]}..., "
