@@ -45,7 +45,7 @@ class GBDTParams:
     colsample_bytree: float = 1.0
     min_child_samples: int = 50
     seed: int = 0
-    max_rows_per_bank: int = 2**24
+    max_rows_per_bank: int = 2**20
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [

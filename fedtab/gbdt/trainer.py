@@ -220,6 +220,11 @@ class GBDTTrainer:
         return GBDTModel(tuple(self._trees), self._base_score, tuple(self.table.feature_names))
 
     @property
+    def histogram_encoding(self) -> EncodingSpec:
+        """The encoding of every tree-level request (shared params and bank count only)."""
+        return self._hist_spec
+
+    @property
     def cuts(self) -> list[np.ndarray]:
         """Committed global cut points per feature (float32); empty before the bins step."""
         return list(self._cuts or [])
