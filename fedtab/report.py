@@ -137,7 +137,7 @@ def pr_png(entries: Sequence[ReportEntry]) -> bytes:
     ax.set_ylabel("precision")
     ax.set_title("Precision-recall curve")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="best")
     figure.tight_layout()
     return _png(figure)
 

@@ -114,9 +114,6 @@ def _contract_from(path: Path, data: Any) -> DataContract:
 
 
 def _load_logreg(path: Path, doc: dict[str, Any]) -> ScoringModel:
-    if "contract" not in doc:
-        raise ConfigError(f"{path}: logreg model has no embedded data contract ('contract')")
-    contract = _contract_from(path, doc["contract"])
     try:
         module = importlib.import_module("fedtab.logreg.model")
     except ModuleNotFoundError as exc:
@@ -124,12 +121,10 @@ def _load_logreg(path: Path, doc: dict[str, Any]) -> ScoringModel:
             f"{path}: logreg models need fedtab.logreg.model, missing from this build"
         ) from exc
     try:
-        model = module.LogRegModel.load(path)
-    except FedtabError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: malformed logreg model: {exc}") from exc
-    return ScoringModel("logreg", path, contract, model.predict_proba)
+        model = module.LogRegModel.from_dict(doc)
+    except FedtabError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return ScoringModel("logreg", path, model.contract, model.predict_proba)
 
 
 def _load_xgboost(path: Path) -> ScoringModel:
