@@ -145,7 +145,8 @@ def test_proposals_carry_model_not_gradients() -> None:
     for request, proposal in outcome.commits[2:]:
         assert request.length == dim + dim * (dim + 1) // 2 + 1
         assert set(proposal) == {
-            "candidate", "theta", "loss", "n_iter", "halvings", "done", "converged"
+            "candidate", "theta", "loss", "n_iter", "halvings", "done", "converged", "step",
+            "slope",
         }
         assert len(proposal["candidate"]) == dim
     assert set(outcome.commits[1][1]) == {"mean", "scale", "class_weight"}
@@ -178,17 +179,25 @@ def test_single_class_consortium_fails_clearly() -> None:
 
 
 def test_newton_update_backtracks_when_the_loss_rises() -> None:
-    state = NewtonState(candidate=[2.0, 4.0], theta=[0.0, 0.0], loss=10.0, n_iter=1)
-    rejected = newton_update(state, [1.0, 1.0], [1.0, 0.0, 1.0], 11.0,
-                             C=1.0, weight_total=10.0, tol=1e-8, max_iter=10)
-    assert rejected.candidate == [1.0, 2.0] and rejected.theta == [0.0, 0.0]
-    assert rejected.halvings == 1 and not rejected.done
+    kwargs: dict[str, Any] = {"C": 1.0, "weight_total": 10.0, "tol": 1e-8, "max_iter": 10}
+    state = NewtonState(candidate=[2.0, 4.0], theta=[0.0, 0.0], loss=10.0, n_iter=1, slope=-4.0)
+    # data loss 3 + penalty 4**2 / 2 = 11 at the trial point:
+    # phi(s) = 10 - 4 s + a s^2 through phi(1) = 11 gives a = 5, minimiser s = 0.4
+    rejected = newton_update(state, [1.0, 1.0], [1.0, 0.0, 1.0], 3.0, **kwargs)
+    assert rejected.candidate == pytest.approx([0.8, 1.6]) and rejected.theta == [0.0, 0.0]
+    assert rejected.step == pytest.approx(0.4) and rejected.halvings == 1 and not rejected.done
+    # a far worse trial is cut by at most 10x; without a slope the step is halved
+    assert newton_update(state, [1.0, 1.0], [1.0, 0.0, 1.0], 1e6, **kwargs).step == 0.1
+    no_slope = NewtonState(candidate=[2.0, 4.0], theta=[0.0, 0.0], loss=10.0, n_iter=1)
+    assert newton_update(no_slope, [1.0, 1.0], [1.0, 0.0, 1.0], 3.0, **kwargs).step == 0.5
     # loss lower: accepted, and the next candidate is the full Newton step from it
-    accepted = newton_update(rejected, [1.0, 2.0], [2.0, 0.0, 1.0], 1.0,
-                             C=1.0, weight_total=10.0, tol=1e-8, max_iter=10)
-    assert accepted.theta == [1.0, 2.0] and accepted.n_iter == 2 and accepted.halvings == 0
-    # gradient with penalty: [1, 2 + 2/1] ; Hessian [[2, 0], [0, 1 + 1]]
-    assert accepted.candidate == pytest.approx([1.0 - 0.5, 2.0 - 2.0])
+    accepted = newton_update(rejected, [1.0, 2.0], [2.0, 0.0, 1.0], 1.0, **kwargs)
+    assert accepted.theta == pytest.approx([0.8, 1.6]) and accepted.n_iter == 2
+    assert accepted.halvings == 0 and accepted.step == 1.0
+    # gradient with penalty [1, 2 + 1.6 / C]; Hessian [[2, 0], [0, 1 + 1 / C]]
+    step = [-1.0 / 2.0, -3.6 / 2.0]
+    assert accepted.candidate == pytest.approx([0.8 + step[0], 1.6 + step[1]])
+    assert accepted.slope == pytest.approx(1.0 * step[0] + 3.6 * step[1])
 
 
 def test_cholesky_solve_matches_numpy_and_rejects_indefinite() -> None:

@@ -8,7 +8,8 @@ with sample weights ``s_i`` from the class weights and the intercept ``b`` not p
 round the banks secure-sum, at the *candidate* point, the data part of the gradient, of the
 Hessian (upper triangle) and of the loss; :func:`newton_update` then either accepts the
 candidate (its loss is not above the accepted loss, up to rounding slack) and proposes the next
-full Newton step from it, or rejects it and proposes half the step (backtracking line search).
+full Newton step from it, or rejects it and proposes a shorter step (backtracking line search,
+safeguarded quadratic interpolation: the step shrinks by a factor in ``[0.1, 0.5]``).
 Stopping: the largest component of ``gradient / sum(s_i)`` is at most ``tol`` (what
 scikit-learn's lbfgs tests), or ``max_iter`` accepted Newton steps.
 
@@ -27,7 +28,7 @@ from typing import Any
 from fedtab.errors import JobFailedError, ProtocolError
 from fedtab.protocol.steps import JsonDict
 
-MAX_HALVINGS = 30
+MAX_HALVINGS = 30  # rejected trials per Newton step before giving up
 
 
 def upper_to_full(values: Sequence[float], dim: int) -> list[list[float]]:
@@ -87,7 +88,9 @@ class NewtonState:
     """The committed optimiser state; ``theta`` and ``candidate`` are ``[intercept, *coef]``.
 
     ``theta``/``loss`` are the accepted point and its objective (``None`` before the first
-    round); ``candidate`` is the point the next round evaluates.
+    round); ``candidate`` is the point the next round evaluates, ``theta + step * d`` for the
+    Newton direction ``d``; ``slope`` is the objective's derivative along ``d`` at ``theta``
+    (``g . d = -d' H d``, a scalar, used by the line search).
     """
 
     candidate: list[float]
@@ -97,6 +100,8 @@ class NewtonState:
     halvings: int = 0
     done: bool = False
     converged: bool = False
+    step: float = 1.0
+    slope: float | None = None
 
     def to_proposal(self) -> JsonDict:
         return {
@@ -107,6 +112,8 @@ class NewtonState:
             "halvings": self.halvings,
             "done": self.done,
             "converged": self.converged,
+            "step": self.step,
+            "slope": self.slope,
         }
 
     @classmethod
@@ -121,6 +128,8 @@ class NewtonState:
                 halvings=int(data["halvings"]),
                 done=bool(data["done"]),
                 converged=bool(data["converged"]),
+                step=float(data["step"]),
+                slope=None if data["slope"] is None else float(data["slope"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed Newton proposal: {exc}") from exc
@@ -167,8 +176,10 @@ def newton_update(
             if state.halvings >= MAX_HALVINGS:
                 return NewtonState(point, state.theta, state.loss, state.n_iter, state.halvings,
                                    done=True, converged=False)
-            half = [t + (c - t) / 2.0 for t, c in zip(state.theta, point, strict=True)]
-            return NewtonState(half, state.theta, state.loss, state.n_iter, state.halvings + 1)
+            shrink = _backtrack(state.loss, loss, state.slope, state.step)
+            shorter = [t + (c - t) * shrink for t, c in zip(state.theta, point, strict=True)]
+            return NewtonState(shorter, state.theta, state.loss, state.n_iter,
+                               state.halvings + 1, step=state.step * shrink, slope=state.slope)
     n_iter = state.n_iter if state.theta is None else state.n_iter + 1
     grad_max = max(abs(g) for g in grad) / weight_total
     if grad_max <= tol:
@@ -180,4 +191,22 @@ def newton_update(
     if size <= 1e-15 * (1.0 + max(abs(t) for t in point)):
         return NewtonState(point, point, loss, n_iter, 0, done=True, converged=True)
     candidate = [t + s for t, s in zip(point, step, strict=True)]
-    return NewtonState(candidate, point, loss, n_iter, 0)
+    slope = 0.0
+    for g, s in zip(grad, step, strict=True):
+        slope += g * s
+    return NewtonState(candidate, point, loss, n_iter, 0, slope=slope)
+
+
+def _backtrack(loss: float, trial_loss: float, slope: float | None, step: float) -> float:
+    """Factor in ``[0.1, 0.5]`` shrinking a rejected step (safeguarded quadratic interpolation).
+
+    Fits ``phi(s) = loss + slope * s + a * s**2`` through the trial ``phi(step) = trial_loss``
+    and moves to its minimiser; plain halving without a usable slope.
+    """
+    if slope is None or not slope < 0.0:
+        return 0.5
+    curvature = (trial_loss - loss - slope * step) / (step * step)
+    if not curvature > 0.0:
+        return 0.5
+    best = -slope / (2.0 * curvature)
+    return min(0.5, max(0.1, best / step))
