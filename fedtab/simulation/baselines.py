@@ -9,16 +9,17 @@ the same model-ready matrices (:class:`~fedtab.data.contract.LocalTable`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fedtab.data.contract import LocalTable
+from fedtab.logreg.design import DesignEncoder
 
 # fedtab (XGBoost scikit-learn names) -> xgboost.train parameter names.
 _XGB_NAMES = {
@@ -65,13 +66,16 @@ def predict_xgboost(booster: xgb.Booster, table: LocalTable) -> np.ndarray:
     )
 
 
-def train_logreg(table: LocalTable, params: Mapping[str, Any]) -> Pipeline:
+def train_logreg(
+    table: LocalTable, params: Mapping[str, Any]
+) -> Callable[[LocalTable], np.ndarray]:
     """scikit-learn StandardScaler + LogisticRegression with the job's C and class weights.
 
-    Missing values are imputed with this table's column means (the federated trainer uses the
-    consortium means).
+    Features are encoded like the federated trainer does (one-hot categories), with missing
+    values imputed by this table's own column means (the federated trainer uses the consortium
+    means). Returns a scorer: LocalTable -> probabilities of shape ``(n_rows,)``.
     """
-    X = _impute(table.X, np.nanmean(table.X, axis=0))
+    encoder = DesignEncoder(table.contract, tuple(_column_means(table.X)))
     model = make_pipeline(
         StandardScaler(),
         LogisticRegression(
@@ -81,15 +85,26 @@ def train_logreg(table: LocalTable, params: Mapping[str, Any]) -> Pipeline:
             max_iter=1000,
         ),
     )
-    model.fit(X, table.y)
-    return model
+    model.fit(encoder.encode(table.X), table.y)
+
+    def score(holdout: LocalTable) -> np.ndarray:
+        return np.asarray(model.predict_proba(encoder.encode(holdout.X))[:, 1], dtype=np.float64)
+
+    return score
 
 
-def predict_logreg(model: Pipeline, table: LocalTable, fill: np.ndarray) -> np.ndarray:
-    """Positive-class probabilities; NaNs are filled with ``fill`` (per-feature values)."""
-    return np.asarray(model.predict_proba(_impute(table.X, fill))[:, 1], dtype=np.float64)
+def fit_baseline(
+    kind: str, table: LocalTable, params: Mapping[str, Any], seed: int
+) -> Callable[[LocalTable], np.ndarray]:
+    """Train the stock-tool counterpart of a ``gbdt`` or ``logreg`` job; returns a scorer."""
+    if kind == "logreg":
+        return train_logreg(table, params)
+    booster = train_xgboost(table, params, seed)
+    return lambda holdout: predict_xgboost(booster, holdout)
 
 
-def _impute(X: np.ndarray, fill: np.ndarray) -> np.ndarray:
-    fill = np.where(np.isfinite(fill), fill, 0.0)
-    return np.where(np.isnan(X), fill[np.newaxis, :], X)
+def _column_means(X: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        counts = np.sum(~np.isnan(X), axis=0)
+        sums = np.nansum(X, axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)

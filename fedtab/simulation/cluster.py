@@ -119,19 +119,25 @@ class LocalCluster:
         return " | ".join(text[-lines:]) if text else "(empty log)"
 
     def stop(self) -> None:
-        """Terminate all processes (banks first), escalating to kill after a grace period."""
-        for name in reversed(list(self._processes)):
-            process = self._processes[name]
+        """Stop the banks, then the aggregator; kill whatever ignores a terminate."""
+        banks = [p for name, p in self._processes.items() if name != "aggregator"]
+        aggregator = self._processes.get("aggregator")
+        self._terminate(banks)
+        self._terminate([aggregator] if aggregator is not None else [])
+        self._processes.clear()
+
+    @staticmethod
+    def _terminate(processes: list[subprocess.Popen[bytes]]) -> None:
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
         deadline = time.monotonic() + 10.0
-        for process in self._processes.values():
+        for process in processes:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        self._processes.clear()
 
     def _spawn(self, name: str, args: list[str]) -> None:
         env = {**os.environ, **SINGLE_THREAD_ENV, "PYTHONUNBUFFERED": "1"}
