@@ -30,17 +30,19 @@ def _summary(evaluation: Evaluation) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--model", "model_path", type=_FILE, required=True, show_envvar=True,
+@click.option("--model", "model_path", type=_FILE, required=True,
+              envvar="FEDTAB_EVALUATE_MODEL", show_envvar=True,
               help="model.json: fedtab logreg or XGBoost JSON with an embedded contract.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, show_envvar=True,
               help="The holdout table (.csv, .parquet or .pq).")
 @click.option("--label", default=None, show_envvar=True,
               help="The 0/1 label column [default: the model contract's label].")
-@click.option("--baseline", "baseline_path", type=_FILE, default=None, show_envvar=True,
+@click.option("--baseline", "baseline_path", type=_FILE, default=None,
+              envvar="FEDTAB_EVALUATE_BASELINE", show_envvar=True,
               help="A second model to compare with (e.g. one trained on local data only).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, show_envvar=True,
+              default=None, envvar="FEDTAB_EVALUATE_REPORT", show_envvar=True,
               help="Write DIR/report.html (with roc.png and pr.png) comparing the models.")
 @reports_errors
 def evaluate(
