@@ -8,7 +8,7 @@ rows from its own child of ``numpy.random.SeedSequence(seed)``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,7 @@ class Consortium:
     banks: tuple[BankData, ...]
     contract: DataContract
     seed: int
-    holdout_fraction: float = field(default=0.2)
+    holdout_fraction: float = 0.2
 
     @property
     def names(self) -> list[str]:
@@ -212,20 +212,13 @@ def write_consortium(consortium: Consortium, out_dir: Path) -> list[Path]:
     """
     out_dir = Path(out_dir)
     written: list[Path] = []
-    manifest: dict[str, object] = {
-        "generator": "fedtab.synthetic",
-        "seed": consortium.seed,
-        "holdout_fraction": consortium.holdout_fraction,
-        "label": LABEL,
-        "id_column": ID_COLUMN,
-        "banks": [],
-    }
+    banks: list[dict[str, object]] = []
     for bank in consortium.banks:
         for split, frame in (("train", bank.train), ("holdout", bank.holdout)):
             path = out_dir / bank.name / f"{split}.csv"
             atomic_write_text(path, _csv(frame))
             written.append(path)
-        manifest["banks"].append(  # type: ignore[attr-defined]
+        banks.append(
             {
                 "name": bank.name,
                 "primary_pattern": bank.profile.primary_pattern,
@@ -235,10 +228,15 @@ def write_consortium(consortium: Consortium, out_dir: Path) -> list[Path]:
                 "holdout_frauds": int(bank.holdout[LABEL].sum()),
             }
         )
-    for name, payload in (
-        ("manifest.json", manifest),
-        ("contract.json", consortium.contract.to_dict()),
-    ):
-        atomic_write_text(out_dir / name, json.dumps(payload, indent=2) + "\n")
-        written.append(out_dir / name)
+    manifest = {
+        "generator": "fedtab.synthetic",
+        "seed": consortium.seed,
+        "holdout_fraction": consortium.holdout_fraction,
+        "label": LABEL,
+        "id_column": ID_COLUMN,
+        "banks": banks,
+    }
+    atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(out_dir / "contract.json", consortium.contract.to_json())
+    written += [out_dir / "manifest.json", out_dir / "contract.json"]
     return written
