@@ -103,3 +103,30 @@ def test_taiwan_federated_equals_sklearn_2048_bit_key(
     tables, holdout = taiwan
     model_json = train(tables, {"C": 0.1}, private_key_2048)
     check_equal_to_sklearn(model_json, tables, holdout, 0.1, None)
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_ulb_time_split_federated_equals_sklearn(
+    small_private_key: PrivateKey, class_weight: str | None
+) -> None:
+    """Card fraud split by contiguous Time ranges: heavy tails and rare positives."""
+    path = taiwan_folder().parent / "ulb_creditcard" / "creditcard_union.csv"
+    if not path.is_file():
+        pytest.skip(f"real data file {path} is absent (set FEDTAB_SHARED_DATA)")
+    frame = pd.read_csv(path).sort_values("Time", kind="stable")
+    bounds = np.linspace(0, len(frame), 4).astype(int)
+    parts = {p: frame.iloc[bounds[i] : bounds[i + 1]] for i, p in enumerate(PARTS)}
+    contract = infer_contract(frame, label="Class")
+    tables = {p: to_local_table(df, contract) for p, df in parts.items()}
+    params: dict[str, Any] = {"C": 0.5}
+    if class_weight is not None:
+        params["class_weight"] = class_weight
+    model = LogRegModel.from_json(train(tables, params, small_private_key))
+    X = np.vstack([t.X for t in tables.values()])
+    y = np.concatenate([t.y for t in tables.values()])
+    scaler = StandardScaler().fit(X)
+    reference = LogisticRegression(C=0.5, class_weight=class_weight, tol=1e-10,
+                                   solver="newton-cholesky", max_iter=100)
+    reference.fit(scaler.transform(X), y)
+    np.testing.assert_allclose(model.coef, reference.coef_[0], atol=1e-6)
+    assert model.intercept == pytest.approx(reference.intercept_[0], abs=1e-6)

@@ -195,3 +195,16 @@ def test_profile_taiwan_encrypted_equals_pandas(small_private_key: PrivateKey) -
     outcome = run_encrypted(trainers(tables), small_private_key)
     result = json.loads(outcome.artifacts["result.json"])
     check_against_pandas(result, pd.concat(frames.values(), ignore_index=True), contract)
+
+
+def test_profile_of_categorical_only_contract_needs_one_sum() -> None:
+    frames = make_frames(17)
+    only_channel = {b: df[["channel", "y"]] for b, df in frames.items()}
+    contract, tables = tables_for(only_channel)
+    outcome = run_plaintext(trainers(tables))
+    assert [r.step_id for r, _ in outcome.commits] == ["moments"]
+    check_against_pandas(
+        json.loads(outcome.artifacts["result.json"]),
+        pd.concat(only_channel.values(), ignore_index=True),
+        contract,
+    )
