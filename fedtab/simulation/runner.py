@@ -19,7 +19,7 @@ from typing import Any
 
 from fedtab.atomic import atomic_write_bytes, atomic_write_text
 from fedtab.consortium import init_consortium, load_operator_bundle
-from fedtab.errors import ConfigError
+from fedtab.errors import ConfigError, JobFailedError, PeerUnavailableError
 from fedtab.jobs import JobSpec
 from fedtab.scoring import load_model
 from fedtab.simulation.cluster import LocalCluster
@@ -30,10 +30,11 @@ from fedtab.simulation.comparison import (
     training_metrics,
 )
 from fedtab.simulation.inputs import SimulationInputs
-from fedtab.transport.messages import JobStatus
+from fedtab.transport.messages import JobState, JobStatus
 from fedtab.transport.operator_client import OperatorClient
 
 Say = Callable[[str], None]
+STATUS_POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def run_simulation(
         with OperatorClient(operator, cluster.address) as client:
             job_id = client.submit(config.job)
             training_started = time.perf_counter()
-            final = client.wait(job_id, _watch(cluster, on_status), timeout=config.timeout_seconds)
+            final = _follow(client, job_id, cluster, on_status, config.timeout_seconds)
             artifacts = client.fetch_artifacts(job_id)
         training_seconds = time.perf_counter() - training_started
     for name, content in artifacts.items():
@@ -139,14 +140,31 @@ def _fresh_consortium_dir(path: Path) -> Path:
     return path
 
 
-def _watch(
-    cluster: LocalCluster, on_status: Callable[[JobStatus], None] | None
-) -> Callable[[JobStatus], None]:
-    """A status callback that first checks every process is still alive."""
+def _follow(
+    client: OperatorClient,
+    job_id: str,
+    cluster: LocalCluster,
+    on_status: Callable[[JobStatus], None] | None,
+    timeout: float | None,
+) -> JobStatus:
+    """Long-poll the job until it ends, checking after every poll that no process died.
 
-    def watch(status: JobStatus) -> None:
-        cluster.check_alive()
-        if on_status is not None:
+    Raises JobFailedError if the job failed, PeerUnavailableError if a process exited or the
+    timeout passed.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    version = -1
+    while True:
+        status = client.status(job_id, wait=STATUS_POLL_SECONDS, known_version=version)
+        if status.version != version and on_status is not None:
             on_status(status)
-
-    return watch
+        version = status.version
+        if status.state == JobState.FAILED.value:
+            raise JobFailedError(f"job {job_id} failed: {status.message}")
+        if status.state == JobState.DONE.value:
+            return status
+        cluster.check_alive()
+        if deadline is not None and time.monotonic() > deadline:
+            raise PeerUnavailableError(
+                f"job {job_id} not finished after {timeout:.0f}s (step {status.step_index})"
+            )

@@ -1,0 +1,92 @@
+"""`fedtab simulate`: the zero-argument main job end to end, at a reduced size.
+
+Runs the real console command in a fresh folder: synthetic data, a consortium with its CA,
+the aggregator and one process per bank over loopback mTLS gRPC. Only the size is reduced, via
+the FEDTAB_* environment variables click reads for every option.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from fedtab.data.contract import DataContract
+from fedtab.data.validate import load_table
+
+pytestmark = pytest.mark.slow
+
+
+def _run_simulate(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fedtab.cli.main", "simulate", *args],
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_zero_argument_simulate_trains_and_compares(tmp_path: Path) -> None:
+    result = _run_simulate(
+        tmp_path,
+        FEDTAB_SIMULATE_ROWS="8000",
+        FEDTAB_SIMULATE_KEY_BITS="1024",
+        FEDTAB_ALLOW_SMALL_KEYS="1",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "fedtab-out"
+    report = json.loads((out / "report.json").read_text())
+    banks = report["banks"]
+    assert len(banks) == 3
+    # The printed table has a line per bank and model.
+    for bank in banks:
+        assert bank in result.stdout
+    assert result.stdout.count("federated") == 3
+    assert "pooled" in result.stdout and "local_only" in result.stdout
+    # Progress reached stderr while it ran.
+    assert "step" in result.stderr
+    # Stock xgboost loads the model, and its scores match the report's federated metrics.
+    booster = xgb.Booster(model_file=str(out / "model.json"))
+    contract = DataContract.from_dict(json.loads(booster.attr("fedtab_contract") or "{}"))
+    first = report["holdout_comparison"][0]
+    holdout = load_table(out / "data" / first["bank"] / "holdout.csv", contract)
+    scores = booster.predict(xgb.DMatrix(holdout.X, feature_names=holdout.feature_names))
+    from fedtab.metrics import evaluate_scores
+
+    metrics = evaluate_scores(holdout.y, np.asarray(scores, dtype=np.float64))
+    assert metrics["pr_auc"] == pytest.approx(first["metrics"]["federated"]["pr_auc"], abs=1e-9)
+    assert report["steps"] > 3
+    # No private Paillier key in the aggregator's bundle.
+    aggregator_files = list((out / "consortium" / "aggregator").iterdir())
+    assert not any("private" in path.name for path in aggregator_files)
+
+
+def test_simulate_two_banks_needs_override(tmp_path: Path) -> None:
+    result = _run_simulate(
+        tmp_path,
+        "--banks",
+        "2",
+        "--rows",
+        "4000",
+        FEDTAB_SIMULATE_KEY_BITS="1024",
+        FEDTAB_ALLOW_SMALL_KEYS="1",
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "allow_two_banks" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_simulate_rejects_bad_bank_file(tmp_path: Path) -> None:
+    result = _run_simulate(tmp_path, "--bank-file", "a=/nonexistent.csv", "--label", "y")
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
