@@ -10,7 +10,14 @@ from fedtab.data.contract import FeatureSpec
 from fedtab.errors import ConfigError, DataContractError
 from fedtab.gbdt import binning
 from fedtab.gbdt.params import GBDTParams
-from fedtab.gbdt.split import HistLayout, best_split, gain, leaf_weight
+from fedtab.gbdt.split import (
+    HistLayout,
+    NodeHist,
+    best_split,
+    candidate_positions,
+    gain,
+    leaf_weight,
+)
 
 
 def test_params_defaults_follow_xgboost_and_aliases_parse() -> None:
@@ -110,7 +117,7 @@ def test_gain_formulas_match_xgboost(params: dict[str, float]) -> None:
     layout = HistLayout.build(np.array([0]), np.array([3]), np.array([False]))
     bins = binning.assign_bins(x, cuts)
     hist = np.stack([np.bincount(bins, weights=w, minlength=4) for w in (g, h, np.ones(400))])
-    split = best_split(hist, layout, p)
+    split = best_split(NodeHist.from_full(hist, layout), layout, p)
     assert split is not None and split.split_bin == 1  # x < 2 goes left
     xgb_gain = _xgb_root_gain(x, y, params)
     assert split.loss_change == pytest.approx(xgb_gain, rel=1e-4)
@@ -128,9 +135,43 @@ def test_split_respects_floor_weight_and_learns_missing_direction() -> None:
         [10.0, 10.0, 10.0, 8.0],
         [40.0, 40.0, 40.0, 32.0],
     ])
-    best = best_split(hist, layout, GBDTParams(min_child_samples=10))
+    node = NodeHist.from_full(hist, layout)
+    best = best_split(node, layout, GBDTParams(min_child_samples=10))
     assert best is not None and best.split_bin == 0 and best.default_left
     assert best.left.count == 72 and best.right.count == 80
-    assert best_split(hist, layout, GBDTParams(min_child_samples=77)) is None
-    assert best_split(hist, layout, GBDTParams(min_child_samples=1, min_child_weight=25)) is None
-    assert best_split(hist, layout, GBDTParams(min_child_samples=1, min_split_loss=1e6)) is None
+    assert best_split(node, layout, GBDTParams(min_child_samples=77)) is None
+    assert best_split(node, layout, GBDTParams(min_child_samples=1, min_child_weight=25)) is None
+    assert best_split(node, layout, GBDTParams(min_child_samples=1, min_split_loss=1e6)) is None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_candidate_positions_lose_nothing(seed: int) -> None:
+    """Searching only the candidate positions finds the same split as searching every bin,
+    and a child's candidates are a subset of its parent's (so subtraction works)."""
+    rng = np.random.default_rng(seed)
+    layout = HistLayout.build(np.arange(4), np.array([12, 5, 30, 0]),
+                              np.array([True, False, True, False]))
+    n = 400
+    bins = np.stack([rng.integers(0, m + 2 if miss else m + 1, size=n) // (1 + (k == 2))
+                     for k, (m, miss) in enumerate(zip(layout.n_cuts, layout.has_missing,
+                                                       strict=True))], axis=1)
+    g, h = rng.normal(size=n) + (bins[:, 0] > 6), rng.uniform(0.05, 0.25, size=n)
+    in_child = rng.random(n) < 0.45
+
+    def full(mask: np.ndarray) -> np.ndarray:
+        idx = (bins[mask] + layout.start).ravel()
+        k = bins.shape[1]
+        return np.stack([np.bincount(idx, weights=np.repeat(w[mask], k), minlength=layout.size)
+                         for w in (g, h, np.ones(n))])
+
+    p = GBDTParams(min_child_samples=int(rng.integers(5, 60)))
+    parent, child = full(np.ones(n, bool)), full(in_child)
+    for hist in (parent, child):
+        q = candidate_positions(hist[2], layout, p.min_child_samples)
+        everywhere = best_split(NodeHist.from_full(hist, layout), layout, p)
+        compressed = best_split(NodeHist.from_full(hist, layout, q), layout, p)
+        assert everywhere == compressed
+    q_parent = candidate_positions(parent[2], layout, p.min_child_samples)
+    q_child = candidate_positions(child[2], layout, p.min_child_samples)
+    for qp, qc in zip(q_parent, q_child, strict=True):
+        assert set(qc) <= set(qp)

@@ -37,63 +37,16 @@ import numpy as np
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.data.contract import LocalTable
 from fedtab.errors import DataContractError, PrivacyError, ProtocolError
-from fedtab.gbdt import binning
+from fedtab.gbdt import binning, split
 from fedtab.gbdt.export import model_to_xgboost_json
+from fedtab.gbdt.grad_layout import GradLayout
 from fedtab.gbdt.model import GBDTModel, Tree, base_margin_of, sigmoid
 from fedtab.gbdt.params import GBDTParams
-from fedtab.gbdt.split import HistLayout, NodeStats, best_split, leaf_weight, node_totals
+from fedtab.gbdt.split import HistLayout, NodeHist, NodeStats
+from fedtab.gbdt.tree_build import TreeBuild
 from fedtab.protocol.steps import JobContext, JsonDict, SumRequest, proposal_digest
 
 GRAD_FRAC_BITS = 24
-
-
-@dataclass
-class _TreeBuild:
-    """The tree being grown: node arrays as lists, the open frontier, and what to sum next."""
-
-    left: list[int]
-    right: list[int]
-    feature: list[int]
-    split_bin: list[int]
-    threshold: list[float]
-    default_left: list[bool]
-    value: list[float]
-    loss_change: list[float]
-    cover: list[float]
-    count: list[int]
-    depth: int
-    frontier: list[int]  # nodes at ``depth`` that may split
-    build: list[int]  # nodes whose histograms are summed at ``depth``
-    derive: dict[int, tuple[int, int]]  # node -> (parent, built sibling)
-
-    @classmethod
-    def empty(cls) -> _TreeBuild:
-        return cls([], [], [], [], [], [], [], [], [], [], 0, [0], [0], {})
-
-    def add_node(self, value: float, cover: float, count: int) -> int:
-        for ints in (self.left, self.right, self.feature, self.split_bin):
-            ints.append(-1)
-        self.threshold.append(0.0)
-        self.default_left.append(False)
-        self.loss_change.append(0.0)
-        self.value.append(value)
-        self.cover.append(cover)
-        self.count.append(count)
-        return len(self.value) - 1
-
-    def freeze(self) -> Tree:
-        return Tree(
-            left=np.array(self.left, dtype=np.int64),
-            right=np.array(self.right, dtype=np.int64),
-            feature=np.array(self.feature, dtype=np.int64),
-            split_bin=np.array(self.split_bin, dtype=np.int64),
-            threshold=np.array(self.threshold, dtype=np.float32),
-            default_left=np.array(self.default_left, dtype=bool),
-            value=np.array(self.value, dtype=np.float64),
-            loss_change=np.array(self.loss_change, dtype=np.float64),
-            cover=np.array(self.cover, dtype=np.float64),
-            count=np.array(self.count, dtype=np.int64),
-        )
 
 
 class GBDTTrainer:
@@ -130,14 +83,16 @@ class GBDTTrainer:
         self._bins: np.ndarray = np.zeros((0, 0), dtype=np.int32)
         self._margin = np.zeros(table.n_rows)
         self._trees: list[Tree] = []
-        self._tree = _TreeBuild.empty()
+        self._tree = TreeBuild()
         self._layout: HistLayout | None = None
-        self._local_idx = np.zeros((0, 0), dtype=np.int64)
+        self._local_bins = np.zeros((0, 0), dtype=np.int64)
         self._grad = np.zeros(0)
         self._hess = np.zeros(0)
         self._row_node = np.zeros(0, dtype=np.int64)
-        self._hists: dict[int, np.ndarray] = {}  # aggregates of the current frontier's parents
-        self._pending: tuple[str, str, dict[int, np.ndarray]] | None = None
+        # caches of aggregates (not model state; see the module docstring on replay)
+        self._hists: dict[int, NodeHist] = {}  # the previous level's split nodes
+        self._level: _Level | None = None  # this level's counts and candidate positions
+        self._pending: tuple[str, str, object] | None = None
 
     # ------------------------------------------------------------------ protocol
     def next_request(self) -> SumRequest | None:
@@ -146,31 +101,35 @@ class GBDTTrainer:
             return SumRequest("bins", length, self._count_spec, "fine count histograms")
         if len(self._trees) >= self.params.n_estimators:
             return None
-        t, d = len(self._trees), self._tree.depth
-        length = 3 * len(self._tree.build) * self._current_layout().size
-        return SumRequest(
-            f"tree/{t}/depth/{d}", length, self._hist_spec,
-            f"tree {t} depth {d}: {len(self._tree.build)} node histogram(s)",
-        )
+        tree = self._tree
+        step = self._step_id()
+        if tree.phase == "counts":
+            length = len(tree.build) * self._current_layout().size
+            return SumRequest(step, length, self._count_spec,
+                              f"{len(tree.build)} node count histogram(s)")
+        if tree.grads is None:
+            raise ProtocolError(
+                f"{step}: the level's counts are unavailable (a bank that restarts mid-tree "
+                "must replay the tree's steps through propose())"
+            )
+        return SumRequest(step, 2 * tree.grads.size, self._hist_spec,
+                          f"{len(tree.grads.nodes)} node gradient histogram(s)")
 
     def contribution(self, request: SumRequest) -> np.ndarray:
         self._check_request(request)
         if request.step_id == "bins":
             return self._bins_contribution()
-        layout = self._current_layout()
-        build = self._tree.build
-        slot = np.full(max(len(self._tree.value), max(build) + 1) + 1, -1, dtype=np.int64)
-        slot[build] = np.arange(len(build))
+        layout, tree = self._current_layout(), self._tree
+        if tree.phase == "grads" and tree.grads is not None:
+            return tree.grads.contribution(layout, self._row_node, self._local_bins,
+                                           self._grad, self._hess)
+        slot = np.full(max(len(tree.value), max(tree.build) + 1) + 1, -1, dtype=np.int64)
+        slot[tree.build] = np.arange(len(tree.build))
         node_slot = slot[self._row_node]  # row_node == -1 (unsampled) maps to the last, -1
         rows = np.flatnonzero(node_slot >= 0)
-        size = len(build) * layout.size
-        flat = (node_slot[rows] * layout.size)[:, None] + self._local_idx[rows]
-        k = flat.shape[1]
-        out = np.empty((3, size))
-        for i, weights in enumerate((self._grad[rows], self._hess[rows], None)):
-            w = None if weights is None else np.repeat(weights, k)
-            out[i] = np.bincount(flat.ravel(), weights=w, minlength=size)
-        return out.reshape(3, len(build), layout.size).reshape(-1)
+        size = len(tree.build) * layout.size
+        flat = (node_slot[rows] * layout.size)[:, None] + self._local_bins[rows] + layout.start
+        return np.bincount(flat.ravel(), minlength=size).astype(np.float64)
 
     def propose(self, request: SumRequest, aggregate: np.ndarray) -> JsonDict:
         self._check_request(request)
@@ -179,20 +138,29 @@ class GBDTTrainer:
             raise ProtocolError(f"aggregate for {request.step_id!r} has shape {values.shape}")
         if request.step_id == "bins":
             return self._propose_bins(values)
-        proposal, hists = self._propose_level(request, values)
-        self._pending = (request.step_id, proposal_digest(proposal), hists)  # cache only
+        proposal: JsonDict
+        cache: object
+        if self._tree.phase == "counts":
+            proposal, cache = self._propose_counts(request, values)
+        else:
+            proposal, cache = self._propose_splits(request, values)
+        self._pending = (request.step_id, proposal_digest(proposal), cache)  # cache only
         return proposal
 
     def commit(self, request: SumRequest, proposal: JsonDict) -> None:
-        self._check_request(request)
+        if request.step_id != self._step_id():
+            raise ProtocolError(f"cannot commit {request.step_id!r}: expected {self._step_id()!r}")
         if request.step_id == "bins":
             self._commit_bins(proposal)
             return
         pending, self._pending = self._pending, None
-        hists: dict[int, np.ndarray] = {}
+        cache = None
         if pending is not None and pending[:2] == (request.step_id, proposal_digest(proposal)):
-            hists = pending[2]
-        self._commit_level(proposal, hists)
+            cache = pending[2]
+        if self._tree.phase == "counts":
+            self._commit_counts(proposal, cache)  # type: ignore[arg-type]
+        else:
+            self._commit_splits(proposal, cache)  # type: ignore[arg-type]
 
     def result(self) -> dict[str, bytes]:
         if self.next_request() is not None:
@@ -273,11 +241,21 @@ class GBDTTrainer:
         self._margin = np.full(self.table.n_rows, base_margin_of(self._base_score))
         self._start_tree()
 
+
     # ------------------------------------------------------------------ trees
+    def _step_id(self) -> str:
+        if self._cuts is None:
+            return "bins"
+        if len(self._trees) >= self.params.n_estimators:
+            return "done"
+        tree = self._tree
+        return f"tree/{len(self._trees)}/depth/{tree.depth}/{tree.phase}"
+
     def _start_tree(self) -> None:
         p, t = self.params, len(self._trees)
-        self._tree = _TreeBuild.empty()
+        self._tree = TreeBuild()
         self._hists = {}
+        self._level = None
         self._pending = None
         if t >= p.n_estimators or self._cuts is None:
             return
@@ -290,7 +268,7 @@ class GBDTTrainer:
             cols = np.arange(n_features)
         n_cuts = np.array([len(c) for c in self._cuts], dtype=np.int64)
         self._layout = HistLayout.build(cols, n_cuts, self._has_missing)
-        self._local_idx = self._bins[:, cols].astype(np.int64) + self._layout.start[None, :]
+        self._local_bins = self._bins[:, cols].astype(np.int64)
         prob = sigmoid(self._margin)
         self._grad = (prob - self._y) * self._w
         self._hess = np.maximum(prob * (1.0 - prob), 1e-16) * self._w
@@ -304,42 +282,97 @@ class GBDTTrainer:
             raise ProtocolError("no tree is being grown")
         return self._layout
 
-    def _propose_level(
-        self, request: SumRequest, values: np.ndarray
-    ) -> tuple[JsonDict, dict[int, np.ndarray]]:
+    def _parent_hist(self, step: str, parent: int) -> NodeHist:
+        if parent not in self._hists:
+            raise ProtocolError(
+                f"{step}: the parent histogram of node {parent} is unavailable (a bank that "
+                "restarts mid-tree must replay the tree's steps through propose())"
+            )
+        return self._hists[parent]
+
+    def _propose_counts(self, request: SumRequest, values: np.ndarray) -> tuple[JsonDict, _Level]:
         layout, tree = self._current_layout(), self._tree
-        built = values.reshape(3, len(tree.build), layout.size)
-        hists = {node: built[:, i, :] for i, node in enumerate(tree.build)}
+        built = values.reshape(len(tree.build), layout.size)
+        counts = {node: built[i] for i, node in enumerate(tree.build)}
         for node, (parent, sibling) in tree.derive.items():
-            if parent not in self._hists:
-                raise ProtocolError(
-                    f"{request.step_id}: parent histogram of node {node} unavailable (a bank "
-                    "that restarts mid-tree must replay the tree's steps through propose())"
+            counts[node] = self._parent_hist(request.step_id, parent).counts - counts[sibling]
+        mcs = self.params.min_child_samples
+        positions = {
+            node: tuple(split.candidate_positions(counts[node], layout, mcs))
+            for node in tree.frontier
+        }
+        is_open = [n for n in tree.frontier if any(len(q) for q in positions[n])]
+        return {"step": request.step_id, "open": is_open}, _Level(counts, positions)
+
+    def _commit_counts(self, proposal: JsonDict, level: _Level | None) -> None:
+        tree = self._tree
+        tree.open = [int(n) for n in proposal["open"]]
+        if not tree.open and tree.depth > 0:
+            self._finish_tree()
+            return
+        tree.phase = "grads"
+        if level is None:
+            tree.grads = None
+            return
+        self._level = level
+        layout = self._current_layout()
+        nodes, positions, missing = [], [], []
+        larger = {sib: node for node, (_parent, sib) in tree.derive.items()}
+        for node in tree.build:
+            wanted = [n for n in (node, larger.get(node)) if n is not None and n in tree.open]
+            if not wanted and tree.depth > 0:
+                continue
+            pos = tuple(
+                np.union1d(*(level.positions[n][k] for n in wanted)).astype(np.int64)
+                if len(wanted) == 2 else
+                (level.positions[wanted[0]][k] if wanted else np.zeros(0, np.int64))
+                for k in range(len(layout.features))
+            )
+            miss = np.array([layout.segment(level.counts[node], k)[1] > 0
+                             for k in range(len(layout.features))], dtype=bool)
+            nodes.append(node)
+            positions.append(pos)
+            missing.append(miss)
+        tree.grads = GradLayout.build(nodes, positions, missing)
+
+    def _propose_splits(
+        self, request: SumRequest, values: np.ndarray
+    ) -> tuple[JsonDict, dict[int, NodeHist]]:
+        layout, tree, level = self._current_layout(), self._tree, self._level
+        if tree.grads is None or level is None:
+            raise ProtocolError(f"{request.step_id}: the level's counts are unavailable")
+        hists = tree.grads.decode(values, level.counts)
+        for node, (parent, sibling) in tree.derive.items():
+            if node in tree.open:
+                hists[node] = self._parent_hist(request.step_id, parent).derive(
+                    hists[sibling], level.counts[node], level.positions[node]
                 )
-            hists[node] = self._hists[parent] - hists[sibling]
         proposal: JsonDict = {"step": request.step_id, "splits": []}
         if tree.depth == 0:
-            proposal["root"] = self._node_json(node_totals(hists[0], layout))
-            if proposal["root"]["count"] < self.params.min_child_samples:
+            root = hists[0]
+            if root.count < self.params.min_child_samples:
                 raise PrivacyError(f"{request.step_id}: the root has too few rows")
-        for node in tree.frontier:
-            split = best_split(hists[node], layout, self.params)
-            if split is None:
+            proposal["root"] = self._node_json(NodeStats(float(root.total[0]),
+                                                         float(root.total[1]), root.count))
+        cuts = self._cuts_or_fail()
+        for node in tree.open:
+            best = split.best_split(hists[node], layout, self.params)
+            if best is None:
                 continue
             proposal["splits"].append({
                 "node": node,
-                "feature": split.feature,
-                "bin": split.split_bin,
-                "threshold": float(self._cuts_or_fail()[split.feature][split.split_bin]),
-                "default_left": split.default_left,
-                "loss_change": split.loss_change,
-                "left": self._node_json(split.left),
-                "right": self._node_json(split.right),
+                "feature": best.feature,
+                "bin": best.split_bin,
+                "threshold": float(cuts[best.feature][best.split_bin]),
+                "default_left": best.default_left,
+                "loss_change": best.loss_change,
+                "left": self._node_json(best.left),
+                "right": self._node_json(best.right),
             })
-        return proposal, {node: hists[node] for node in tree.frontier}
+        return proposal, {node: hists[node] for node in tree.open}
 
     def _node_json(self, stats: NodeStats) -> JsonDict:
-        weight = float(leaf_weight(stats.grad, stats.hess, self.params))
+        weight = float(split.leaf_weight(stats.grad, stats.hess, self.params))
         value = float(np.float32(self.params.learning_rate * weight))
         return {"count": stats.count, "cover": stats.hess, "value": value}
 
@@ -348,24 +381,24 @@ class GBDTTrainer:
             raise ProtocolError("cut points are not committed yet")
         return self._cuts
 
-    def _commit_level(self, proposal: JsonDict, hists: dict[int, np.ndarray]) -> None:
+    def _commit_splits(self, proposal: JsonDict, hists: dict[int, NodeHist] | None) -> None:
         p, tree = self.params, self._tree
         if tree.depth == 0:
             root = proposal["root"]
             tree.add_node(float(root["value"]), float(root["cover"]), int(root["count"]))
         frontier, build, derive = [], [], {}
-        for split in proposal["splits"]:
-            node = int(split["node"])
+        for item in proposal["splits"]:
+            node = int(item["node"])
             children = [
                 tree.add_node(float(s["value"]), float(s["cover"]), int(s["count"]))
-                for s in (split["left"], split["right"])
+                for s in (item["left"], item["right"])
             ]
             tree.left[node], tree.right[node] = children
-            tree.feature[node] = int(split["feature"])
-            tree.split_bin[node] = int(split["bin"])
-            tree.threshold[node] = float(split["threshold"])
-            tree.default_left[node] = bool(split["default_left"])
-            tree.loss_change[node] = float(split["loss_change"])
+            tree.feature[node] = int(item["feature"])
+            tree.split_bin[node] = int(item["bin"])
+            tree.threshold[node] = float(item["threshold"])
+            tree.default_left[node] = bool(item["default_left"])
+            tree.loss_change[node] = float(item["loss_change"])
             self._route(node)
             open_children = [
                 c for c in children
@@ -378,15 +411,20 @@ class GBDTTrainer:
                 if large in open_children:
                     derive[large] = (node, small)
         if not frontier:
-            self._trees.append(tree.freeze())
-            finished = self._trees[-1]
-            missing_bin = np.array([len(c) + 1 for c in self._cuts_or_fail()])
-            self._margin += finished.value[finished.leaf_index_binned(self._bins, missing_bin)]
-            self._start_tree()
+            self._finish_tree()
             return
         tree.depth += 1
+        tree.phase, tree.grads, tree.open = "counts", None, []
         tree.frontier, tree.build, tree.derive = frontier, build, derive
-        self._hists = hists
+        self._hists = hists or {}
+        self._level = None
+
+    def _finish_tree(self) -> None:
+        self._trees.append(self._tree.freeze())
+        finished = self._trees[-1]
+        missing_bin = np.array([len(c) + 1 for c in self._cuts_or_fail()])
+        self._margin += finished.value[finished.leaf_index_binned(self._bins, missing_bin)]
+        self._start_tree()
 
     def _route(self, node: int) -> None:
         """Move this bank's rows of ``node`` to its children."""
@@ -405,3 +443,11 @@ class GBDTTrainer:
                 f"unexpected step {request.step_id!r}; this bank expects "
                 f"{'none' if expected is None else expected.step_id!r}"
             )
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One level's consortium count histograms and candidate positions (cached, not state)."""
+
+    counts: dict[int, np.ndarray]
+    positions: dict[int, tuple[np.ndarray, ...]]
