@@ -98,9 +98,10 @@ def run_encrypted(
     """Run a job with real Paillier secure sums (encrypt, add homomorphically, decrypt)."""
     stats = RunStats()
     public_key = private_key.public
-    with Encryptor(public_key, workers=workers) as encryptor, Decryptor(
-        private_key, workers=workers
-    ) as decryptor:
+    with (
+        Encryptor(public_key, workers=workers) as encryptor,
+        Decryptor(private_key, workers=workers) as decryptor,
+    ):
 
         def secure_sum(request: SumRequest, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
             started = time.perf_counter()
