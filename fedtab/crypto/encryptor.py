@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +24,13 @@ from fedtab.crypto.encoding import (
 )
 from fedtab.crypto.keys import PrivateKey, PublicKey
 from fedtab.crypto.paillier import djn_base, djn_exponent_bits, random_unit
-from fedtab.crypto.pool import WorkerPool, check_workers, encrypt_pool, make_encrypt_core
+from fedtab.crypto.pool import (
+    EncryptCore,
+    WorkerPool,
+    check_workers,
+    encrypt_pool,
+    make_encrypt_core,
+)
 from fedtab.errors import ConfigError, KeyMaterialError
 
 METHODS = ("djn", "crt")
@@ -83,7 +88,7 @@ class Encryptor:
             n = public_key.n
             x = random_unit(n) if rng is None else _rng_unit(rng, n)
             hs = djn_base(n, x)
-        self._core: Any = None
+        self._core: EncryptCore | None = None
         self._pool: WorkerPool | None = None
         if self.workers == 1:
             self._core = make_encrypt_core(method, public_key.n, hs, p, q)
@@ -107,8 +112,7 @@ class Encryptor:
             return self._pool.encrypt(plaintexts, randoms)
         if self._core is None:
             raise ConfigError("the encryptor has been closed")
-        result: list[int] = self._core.encrypt(plaintexts, randoms)
-        return result
+        return self._core.encrypt(plaintexts, randoms)
 
     def encrypt(self, values: np.ndarray, spec: EncodingSpec) -> EncryptedVector:
         """Encode, pack and encrypt a float64 1-D vector.

@@ -17,10 +17,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 from fedtab.crypto.paillier import CrtEncryptCore, DecryptCore, DjnEncryptCore
-from fedtab.errors import ConfigError
+from fedtab.errors import ConfigError, FedtabError
 
 _WORKER_CORE: dict[str, Any] = {}
 # Tasks per worker per batch: small enough to balance load, large enough to amortise IPC.
@@ -35,7 +36,9 @@ class EncryptCore(Protocol):
         ...
 
 
-def make_encrypt_core(method: str, n: int, hs: int | None, p: int | None, q: int | None) -> Any:
+def make_encrypt_core(
+    method: str, n: int, hs: int | None, p: int | None, q: int | None
+) -> EncryptCore:
     """Build a :class:`DjnEncryptCore` (``hs`` given) or :class:`CrtEncryptCore` (``p, q``)."""
     if method == "djn" and hs is not None:
         return DjnEncryptCore(n, hs)
@@ -72,6 +75,13 @@ def check_workers(workers: int) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     return workers
+
+
+def _broken(exc: BaseException) -> FedtabError:
+    return FedtabError(
+        f"a crypto worker process died ({exc}); note that programs using workers > 1 must "
+        "guard their entry point with `if __name__ == '__main__':` (spawned workers re-import it)"
+    )
 
 
 def _chunks(items: Sequence[Any], parts: int) -> list[list[Any]]:
@@ -123,16 +133,22 @@ class WorkerPool:
             [None] * len(pt_chunks) if randoms is None else list(_chunks(randoms, parts))
         )
         out: list[int] = []
-        for result in self._live().map(_encrypt_task, pt_chunks, rand_chunks):
-            out.extend(result)
+        try:
+            for result in self._live().map(_encrypt_task, pt_chunks, rand_chunks):
+                out.extend(result)
+        except BrokenProcessPool as exc:
+            raise _broken(exc) from exc
         return out
 
     def decrypt(self, ciphertexts: Sequence[int]) -> list[int]:
         """Decrypt on the workers, preserving order."""
         out: list[int] = []
         chunks = _chunks(ciphertexts, self.workers * _TASKS_PER_WORKER)
-        for result in self._live().map(_decrypt_task, chunks):
-            out.extend(result)
+        try:
+            for result in self._live().map(_decrypt_task, chunks):
+                out.extend(result)
+        except BrokenProcessPool as exc:
+            raise _broken(exc) from exc
         return out
 
     def close(self) -> None:
