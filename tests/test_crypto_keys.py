@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import gmpy2
+import numpy as np
 import pytest
 
 from fedtab.crypto import (
+    Decryptor,
+    EncodingSpec,
+    Encryptor,
     PrivateKey,
     PublicKey,
+    add_encrypted,
     generate_keypair,
     load_private_key,
     load_public_key,
@@ -151,3 +156,15 @@ def test_unreadable_public_files(tmp_path: Path, content: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(KeyMaterialError, match="does not exist"):
         load_public_key(tmp_path / "nope.json")
+
+
+def test_3072_bit_keys_are_allowed_and_work(tmp_path: Path) -> None:
+    key = generate_keypair(3072)
+    assert key.public.bits == 3072
+    save_private_key(key, tmp_path / "k.json")
+    key = load_private_key(tmp_path / "k.json", key.fingerprint)
+    spec = EncodingSpec(frac_bits=16, clip=100.0, max_summands=4)
+    values = np.array([-100.0, 0.5, 99.25])
+    with Encryptor(key.public) as enc, Decryptor(key) as dec:
+        total = add_encrypted([enc.encrypt(values, spec) for _ in range(3)], key.public)
+        assert np.array_equal(dec.decrypt(total), 3 * values)
