@@ -367,3 +367,29 @@ def test_bad_params_and_wrong_steps_are_rejected(pooled: LocalTable) -> None:
     wrong = SumRequest("tree/0/depth/0/counts", request.length, request.encoding)
     with pytest.raises(ProtocolError, match="unexpected step"):
         bank.contribution(wrong)
+
+
+def test_scale_pos_weight_matches_xgboost_prior_and_exports(tmp_path: Path) -> None:
+    table = make_table(1200, seed=21)
+    params = dict(PARAMS, scale_pos_weight=4.0, max_delta_step=0.7)
+    model, data = train_central(table, params)
+    positives, rows = float(table.y.sum()), float(table.n_rows)
+    prior = 4.0 * positives / (4.0 * positives + rows - positives)
+    assert model.base_score == pytest.approx(prior, rel=1e-6)
+    reference = xgb.train(
+        {"objective": "binary:logistic", "scale_pos_weight": 4.0, "nthread": 1},
+        xgb.DMatrix(table.X, table.y), num_boost_round=1,
+    )
+    config = json.loads(reference.save_config())
+    xgb_prior = float(config["learner"]["learner_model_param"]["base_score"].strip("[]"))
+    # both use the weighted positive rate q: fedtab its exact log-odds (the loss optimum),
+    # XGBoost one Newton step from margin 0, i.e. margin 4 (q - 1/2)
+    assert 1.0 / (1.0 + np.exp(-4.0 * (prior - 0.5))) == pytest.approx(xgb_prior, rel=1e-5)
+    path = tmp_path / "model.json"
+    path.write_bytes(data)
+    booster = xgb.Booster(model_file=str(path))
+    dmatrix = xgb.DMatrix(table.X, feature_names=table.feature_names)
+    np.testing.assert_allclose(booster.predict(dmatrix), model.predict_proba(table.X), atol=1e-6)
+    # max_delta_step bounds every leaf weight (value = eta * weight)
+    for tree in model.trees:
+        assert np.all(np.abs(tree.value) <= PARAMS["learning_rate"] * 0.7 + 1e-6)

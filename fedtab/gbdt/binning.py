@@ -78,3 +78,28 @@ def select_cuts(edges: np.ndarray, counts: np.ndarray, max_bin: int) -> np.ndarr
     right = occupied[after + 1]
     boundary = (left + right - 1) // 2
     return np.asarray(edges[boundary], dtype=np.float32)
+
+
+def fine_counts(X: np.ndarray, fine: list[np.ndarray]) -> np.ndarray:
+    """A bank's fine count histograms: per feature its buckets then a missing bucket.
+
+    ``X`` float ``(n, n_features)``; returns float64 of length ``sum(len(e) + 2 for e in fine)``.
+    """
+    parts = [
+        np.bincount(assign_bins(X[:, j], edges), minlength=len(edges) + 2).astype(np.float64)
+        for j, edges in enumerate(fine)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def cuts_from_counts(
+    counts: np.ndarray, fine: list[np.ndarray], max_bin: int
+) -> tuple[list[np.ndarray], list[bool]]:
+    """Global cut points and missing flags from the consortium's :func:`fine_counts` sum."""
+    cuts, has_missing, at = [], [], 0
+    for edges in fine:
+        feature = counts[at : at + len(edges) + 2]
+        at += len(edges) + 2
+        cuts.append(select_cuts(edges, feature[:-1], max_bin))
+        has_missing.append(bool(feature[-1] > 0))
+    return cuts, has_missing

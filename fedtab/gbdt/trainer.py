@@ -6,22 +6,30 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
   (rows, positives) pair. Every bank derives the global cut points (:mod:`fedtab.gbdt.binning`),
   which features have missing values, and the base score ``s P / (s P + N - P)``
   (``s = scale_pos_weight``, XGBoost's weighted prior).
-* ``tree/t/depth/d``: (gradient, hessian, count) histograms of the nodes to expand at depth
-  ``d`` of tree ``t``. Of each pair of siblings only the one with fewer consortium rows is summed;
-  the other is its parent's aggregate minus it. Every bank finds the same best splits
+* ``tree/t/depth/d/counts``: count histograms (all bins, integer encoding: narrow slots) of the
+  nodes to expand at depth ``d`` of tree ``t``. Of each pair of siblings only the one with fewer
+  consortium rows is summed; the other is its parent's aggregate minus it. From the counts every
+  bank derives each node's *candidate positions* (:func:`fedtab.gbdt.split.candidate_positions`:
+  occupied bins whose boundary leaves ``min_child_samples`` rows on both sides) and proposes
+  which nodes can still split (``open``).
+* ``tree/t/depth/d/grads``: (gradient, hessian) sums of the same nodes, grouped at the candidate
+  positions only (:mod:`fedtab.gbdt.grad_layout`; typically a third fewer ciphertexts than full
+  histograms, and the same model). Every bank finds the same best splits
   (:mod:`fedtab.gbdt.split`) and proposes them with the children's row counts, hessian sums and
   weights (model facts); committing routes the bank's rows to the children. A tree ends when no
   node can be expanded; its leaves' weights are already known from their parents' splits.
 
 Privacy: proposals carry only model parts (cut points, base score, splits, node weights, covers,
-gains and row counts of nodes that the floor allows), never a histogram. Nodes with fewer than
-``2 * min_child_samples`` consortium rows are not expanded, so every revealed node histogram
-covers at least ``min_child_samples`` rows (and the root covers all sampled rows).
+gains and row counts of nodes that the floor allows) and the ids of open nodes, never a
+histogram. Nodes with fewer than ``2 * min_child_samples`` consortium rows are not expanded, so
+every revealed node histogram covers at least ``min_child_samples`` rows (and the root covers
+all sampled rows). The length of a ``grads`` request (seen by the aggregator) is the number of
+candidate positions of the level, a count-derived figure; pad it if that matters.
 
-Replay: the model state is a function of the table and the committed proposals. The one
-exception is the subtraction trick: a level's derived histograms need the previous level's
-aggregates, which are cached when :meth:`GBDTTrainer.propose` produces the proposal that is then
-committed. A bank that restarts mid-tree must therefore replay that tree's steps through
+Replay: the model state is a function of the table and the committed proposals. The exceptions
+are the subtraction trick and the gradient layout: a level needs the previous level's and its own
+count aggregates, which are cached when :meth:`GBDTTrainer.propose` produces the proposal that
+is then committed. A bank that restarts mid-tree must therefore replay that tree's steps through
 ``propose`` (with the re-decrypted aggregates) before ``commit``; replaying finished trees needs
 only ``commit``.
 """
@@ -204,12 +212,8 @@ class GBDTTrainer:
 
     # ------------------------------------------------------------------ bins and base score
     def _bins_contribution(self) -> np.ndarray:
-        parts = []
-        for j, edges in enumerate(self._fine):
-            buckets = binning.assign_bins(self.table.X[:, j], edges)
-            parts.append(np.bincount(buckets, minlength=len(edges) + 2).astype(np.float64))
-        parts.append(np.array([self.table.n_rows, float(self._y.sum())]))
-        return np.concatenate(parts)
+        totals = np.array([self.table.n_rows, float(self._y.sum())])
+        return np.concatenate([binning.fine_counts(self.table.X, self._fine), totals])
 
     def _propose_bins(self, values: np.ndarray) -> JsonDict:
         p = self.params
@@ -218,17 +222,12 @@ class GBDTTrainer:
             raise PrivacyError(
                 f"the consortium has {n_rows:.0f} rows, fewer than 2 * min_child_samples"
             )
-        cuts, has_missing, at = [], [], 0
-        for edges in self._fine:
-            counts = values[at : at + len(edges) + 2]
-            at += len(edges) + 2
-            cuts.append([float(c) for c in binning.select_cuts(edges, counts[:-1], p.max_bin)])
-            has_missing.append(bool(counts[-1] > 0))
+        cuts, has_missing = binning.cuts_from_counts(values[:-2], self._fine, p.max_bin)
         weighted_pos = p.scale_pos_weight * n_pos
         prior = weighted_pos / (weighted_pos + n_rows - n_pos)
         base_score = float(np.float32(min(max(prior, 1e-6), 1.0 - 1e-6)))
-        return {"step": "bins", "cuts": cuts, "has_missing": has_missing,
-                "base_score": base_score}
+        return {"step": "bins", "cuts": [[float(c) for c in f] for f in cuts],
+                "has_missing": has_missing, "base_score": base_score}
 
     def _commit_bins(self, proposal: JsonDict) -> None:
         self._cuts = [np.asarray(c, dtype=np.float32) for c in proposal["cuts"]]
