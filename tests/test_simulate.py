@@ -35,9 +35,12 @@ def _run_simulate(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProc
 
 
 def test_zero_argument_simulate_trains_and_compares(tmp_path: Path) -> None:
+    params = tmp_path / "small.toml"
+    params.write_text("[params]\nn_estimators = 4\nmax_depth = 3\n")
     result = _run_simulate(
         tmp_path,
         FEDTAB_SIMULATE_ROWS="8000",
+        FEDTAB_SIMULATE_PARAMS=str(params),
         FEDTAB_SIMULATE_KEY_BITS="1024",
         FEDTAB_ALLOW_SMALL_KEYS="1",
     )
