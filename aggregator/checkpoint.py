@@ -51,6 +51,7 @@ class StoredJob:
 
     record: dict[str, Any]
     committed: list[CommittedStep] = field(default_factory=list)
+    aggregates: dict[int, bytes] = field(default_factory=dict)
     artifacts: dict[str, bytes] | None = None
 
 
@@ -75,6 +76,14 @@ class JobStore:
         }
         path = self._dir(job_id) / "steps" / f"{step.index:06d}.json"
         atomic_write(path, canonical_json(payload))
+
+    def save_aggregate(self, job_id: str, index: int, aggregate: bytes, keep: int) -> None:
+        """Keep a committed step's aggregate ciphertexts; drop those older than ``keep`` steps."""
+        steps = self._dir(job_id) / "steps"
+        atomic_write(steps / f"{index:06d}.agg", aggregate)
+        for old in steps.glob("*.agg"):
+            if old.stem.isdigit() and int(old.stem) <= index - keep:
+                old.unlink(missing_ok=True)
 
     def save_artifacts(self, job_id: str, artifacts: dict[str, bytes]) -> None:
         for name, content in artifacts.items():
@@ -102,7 +111,12 @@ class JobStore:
                     for p in sorted(art_dir.iterdir())
                     if p.is_file() and not p.name.startswith(".")
                 }
-            jobs.append(StoredJob(record=record, committed=committed, artifacts=artifacts))
+            aggregates = {
+                int(p.stem): p.read_bytes()
+                for p in (job_dir / "steps").glob("*.agg")
+                if p.stem.isdigit()
+            }
+            jobs.append(StoredJob(record, committed, aggregates, artifacts))
         jobs.sort(key=lambda j: int(j.record.get("seq", 0)))
         return jobs
 

@@ -30,6 +30,7 @@ from fedtab.errors import (
     ConfigError,
     FedtabError,
     JobFailedError,
+    PeerUnavailableError,
     ProtocolError,
     ReplayError,
 )
@@ -42,13 +43,14 @@ from fedtab.transport.messages import (
     JobAssignment,
     JobState,
     JobStatus,
+    PayloadKind,
     Phase,
     Registration,
     StepStatus,
     Upload,
     UploadAck,
 )
-from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS
+from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS, REPLAY_WINDOW
 
 log = logging.getLogger("fedtab.aggregator")
 
@@ -67,6 +69,7 @@ class _Job:
     started_at: float | None = None
     message: str = ""
     committed: list[CommittedStep] = field(default_factory=list)
+    aggregates: dict[int, bytes] = field(default_factory=dict)  # recent committed steps
     step: StepState | None = None
     artifacts: dict[str, bytes] | None = None
 
@@ -200,6 +203,12 @@ class Coordinator:
         with self._cond:
             name = self._bank(caller, tag.bank, tag.key_fingerprint)
             job = self._job(tag.job_id, name)
+            if upload.kind is PayloadKind.ABORT:
+                reason = " ".join(upload.payload.decode("utf-8", "replace").split())[:500]
+                self._fail(job, JobFailedError(
+                    f"bank {name} cannot continue at step {len(job.committed)}: {reason}"
+                ))
+                return UploadAck(False, "")
             step = self._current_step(job, tag.step_index, name)
             try:
                 step.check_request(name, upload)
@@ -246,6 +255,10 @@ class Coordinator:
                 if from_index < 0:
                     raise ProtocolError("from_index must be >= 0")
                 return convert.committed_to_bytes(job.committed[from_index:])
+            if kind is DownloadKind.AGGREGATE and 0 <= step_index < len(job.committed):
+                if step_index not in job.aggregates:
+                    raise ReplayError(f"the aggregate of step {step_index} is no longer kept")
+                return job.aggregates[step_index]
             step = self._current_step(job, step_index, name)
             if kind is DownloadKind.AGGREGATE:
                 return step.aggregate_payload()
@@ -345,7 +358,8 @@ class Coordinator:
         if job.state is JobState.DONE:
             raise ReplayError(f"job {job.job_id} is already finished")
         if job.state is not JobState.RUNNING or job.step is None:
-            raise ProtocolError(f"job {job.job_id} is not running yet")
+            # Retryable: the job resumes once every bank is attached again.
+            raise PeerUnavailableError(f"job {job.job_id} is not running yet (waiting for banks)")
         current = job.step.index
         if step_index < current:
             raise ReplayError(
@@ -368,7 +382,11 @@ class Coordinator:
             raise
         if isinstance(outcome, CommittedStep):
             job.committed.append(outcome)
+            aggregate = step.aggregate_payload()
+            job.aggregates[outcome.index] = aggregate
+            job.aggregates.pop(outcome.index - REPLAY_WINDOW, None)
             if self._store is not None:
+                self._store.save_aggregate(job.job_id, outcome.index, aggregate, REPLAY_WINDOW)
                 self._store.save_step(job.job_id, outcome)
             log.info("job %s committed step %d (%s)", job.job_id, outcome.index,
                      outcome.request.step_id)
@@ -378,6 +396,7 @@ class Coordinator:
             if self._store is not None:
                 self._store.save_artifacts(job.job_id, outcome)
             job.state = JobState.DONE
+            job.aggregates.clear()
             job.message = f"finished after {len(job.committed)} steps"
             job.step = None
             self._save(job)
@@ -406,8 +425,9 @@ class Coordinator:
 
     def _job_status(self, job: _Job) -> JobStatus:
         step = job.step
-        last = job.committed[-1].request if job.committed else None
-        current = step.request if step is not None and step.request is not None else last
+        current = step.request if step is not None else None
+        if job.state is JobState.DONE and job.committed:
+            current = job.committed[-1].request
         waiting: tuple[str, ...] = ()
         if job.state is JobState.WAITING:
             waiting = tuple(b for b in job.banks if b not in self._attached())
@@ -442,6 +462,7 @@ class Coordinator:
                 started_at=rec.get("started_at"),
                 message=str(rec.get("message", "")),
                 committed=stored.committed,
+                aggregates=stored.aggregates,
                 artifacts=stored.artifacts,
             )
             if job.state in (JobState.RUNNING, JobState.WAITING):

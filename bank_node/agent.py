@@ -21,13 +21,20 @@ from collections.abc import Callable
 
 from bank_node.client import BankClient
 from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
-from fedtab.crypto import Decryptor, Encryptor
+from fedtab.crypto import Decryptor, Encryptor, encrypted_vector_from_bytes
 from fedtab.data.contract import LocalTable
-from fedtab.errors import FedtabError, JobFailedError, ProtocolError, ReplayError
+from fedtab.errors import FedtabError, JobFailedError, PeerUnavailableError, ReplayError
 from fedtab.jobs import JobSpec, create_trainer
-from fedtab.protocol.steps import BankTrainer, JobContext, SumRequest, canonical_json
+from fedtab.protocol.steps import (
+    BankTrainer,
+    JobContext,
+    SumRequest,
+    canonical_json,
+    proposal_digest,
+)
 from fedtab.transport import convert
 from fedtab.transport.messages import (
+    CommittedStep,
     DownloadKind,
     JobAssignment,
     JobState,
@@ -38,7 +45,7 @@ from fedtab.transport.messages import (
     Upload,
     request_digest,
 )
-from fedtab.transport.options import LONG_POLL_SECONDS
+from fedtab.transport.options import LONG_POLL_SECONDS, REPLAY_WINDOW
 
 log = logging.getLogger("fedtab.bank")
 MAX_REJECTIONS = 5
@@ -109,7 +116,13 @@ class BankAgent:
             job = self.client.next_task(self.poll_seconds)
             if job is None:
                 continue
-            state = self.run_job(job)
+            try:
+                state = self.run_job(job)
+            except FedtabError as exc:
+                self._progress(f"{self.name}: cannot take part in job {job.job_id}: "
+                               f"{exc.one_line()}")
+                self._stop.wait(self.poll_seconds)
+                continue
             if job_id is not None and job.job_id == job_id:
                 return state
         return "stopped"
@@ -118,16 +131,32 @@ class BankAgent:
 
     def run_job(self, job: JobAssignment) -> str:
         """Take part in ``job`` until it is done or failed; returns the final state."""
-        spec = JobSpec.from_dict(job.spec)
-        ctx = JobContext(job.job_id, self.name, tuple(sorted(job.banks)), seed=spec.seed,
-                         params=dict(spec.params))
-        trainer = create_trainer(spec, ctx, self.table)
-        run = _JobRun(self, job, ctx, trainer)
         try:
-            return run.run()
-        except JobFailedError as exc:
-            self._progress(f"{self.name}: job {job.job_id} failed: {exc.one_line()}")
-            return JobState.FAILED.value
+            spec = JobSpec.from_dict(job.spec)
+            ctx = JobContext(job.job_id, self.name, tuple(sorted(job.banks)), seed=spec.seed,
+                             params=dict(spec.params))
+            trainer = create_trainer(spec, ctx, self.table)
+            return _JobRun(self, job, ctx, trainer).run()
+        except PeerUnavailableError:
+            if self._stop.is_set():
+                return "stopped"
+            raise
+        except FedtabError as exc:
+            reason = exc.one_line()
+        except Exception as exc:  # a bug: keep the traceback in the log, fail the job
+            log.exception("%s: job %s crashed", self.name, job.job_id)
+            reason = f"internal error {type(exc).__name__}: {exc}"
+        self._progress(f"{self.name}: job {job.job_id} failed here: {reason}")
+        self.abort(job.job_id, reason)
+        return JobState.FAILED.value
+
+    def abort(self, job_id: str, reason: str) -> None:
+        """Tell the aggregator this bank cannot continue ``job_id`` (the job fails at once)."""
+        tag = Tag(job_id, 0, "", self.name, self.public_key.fingerprint, "")
+        try:
+            self.client.upload(Upload(PayloadKind.ABORT, tag, reason.encode()))
+        except FedtabError as exc:
+            log.warning("%s: could not report the failure: %s", self.name, exc.one_line())
 
 
 class _JobRun:
@@ -143,6 +172,7 @@ class _JobRun:
         self.index = 0
         self.cache: dict[tuple[int, PayloadKind], Upload] = {}
         self.rejections = 0
+        self.proposed: set[int] = set()
 
     def run(self) -> str:
         agent = self.agent
@@ -163,26 +193,53 @@ class _JobRun:
                     self.catch_up()
                     break
                 if status.step_index == self.index and status.job_state == "running":
-                    self.act(request, status)
+                    try:
+                        self.act(request, status)
+                    except (JobFailedError, PeerUnavailableError):
+                        raise
+                    except FedtabError as exc:
+                        self.refused(exc)
                 status = self.client.poll_step(self.job.job_id, self.index,
                                                agent.poll_seconds)
         return "stopped"
 
     def catch_up(self) -> None:
-        """Fetch and replay the steps committed since ``self.index``."""
+        """Fetch and replay the steps committed since ``self.index``.
+
+        Steps this process did not propose itself and that are among the last
+        ``REPLAY_WINDOW`` go through ``propose`` with the re-decrypted aggregate first (so
+        trainer caches such as GBDT parent histograms are rebuilt); the proposal must equal the
+        committed one.
+        """
         payload = self.client.download(DownloadKind.COMMITTED, self.job.job_id,
                                        from_index=self.index)
-        for step in convert.committed_from_bytes(payload):
+        steps = convert.committed_from_bytes(payload)
+        last = steps[-1].index if steps else -1
+        for step in steps:
             mine = self.trainer.next_request()
             if mine is None or request_digest(mine) != request_digest(step.request):
                 raise JobFailedError(
                     f"committed step {step.index} ({step.request.step_id}) is not what this "
                     f"bank's trainer expects ({mine.step_id if mine else 'finished'})"
                 )
+            if step.index not in self.proposed and step.index > last - REPLAY_WINDOW:
+                self.replay_propose(step)
             self.trainer.commit(step.request, step.proposal)
             self.index = step.index + 1
             self.agent._progress(
                 f"{self.agent.name}: step {step.index} committed: {step.request.step_id}"
+            )
+
+    def replay_propose(self, step: CommittedStep) -> None:
+        """Re-derive a committed step's proposal from its aggregate (decrypted here in full)."""
+        data = self.client.download(DownloadKind.AGGREGATE, self.job.job_id, step.index)
+        vector = encrypted_vector_from_bytes(data, self.agent.public_key)
+        aggregate = self.agent._decryptor.decrypt(vector)
+        proposal = self.trainer.propose(step.request, aggregate)
+        if proposal_digest(proposal) != proposal_digest(step.proposal):
+            raise JobFailedError(
+                f"replaying step {step.index} ({step.request.step_id}) gives another proposal "
+                "than the committed one"
             )
 
     def tag(self, request: SumRequest | None) -> Tag:
@@ -236,7 +293,15 @@ class _JobRun:
                                 convert.shards_from_bytes(payload), request,
                                 status.n_ciphertexts)
         proposal = self.trainer.propose(request, aggregate)
+        self.proposed.add(self.index)
         return Upload(PayloadKind.PROPOSAL, tag, canonical_json(proposal))
+
+    def refused(self, exc: FedtabError) -> None:
+        """Count a refused action; give up on the job after repeated refusals."""
+        self.rejections += 1
+        log.warning("%s: refused: %s", self.agent.name, exc.one_line())
+        if self.rejections >= MAX_REJECTIONS:
+            raise JobFailedError(f"the aggregator keeps refusing this bank: {exc.one_line()}")
 
     def send(self, kind: PayloadKind, build: Callable[[], Upload]) -> None:
         """Upload (building once per step, then resending the cached bytes)."""
@@ -251,14 +316,10 @@ class _JobRun:
         except ReplayError as exc:
             log.info("%s: %s", self.agent.name, exc.one_line())
             return
-        except (ProtocolError, FedtabError) as exc:
-            if isinstance(exc, JobFailedError):
-                raise
-            self.rejections += 1
-            log.warning("%s: upload refused: %s", self.agent.name, exc.one_line())
-            if self.rejections >= MAX_REJECTIONS:
-                raise JobFailedError(f"aggregator keeps refusing {kind.name.lower()}: "
-                                     f"{exc.one_line()}") from exc
+        except JobFailedError:
+            raise
+        except FedtabError as exc:
+            self.refused(exc)
             return
         self.rejections = 0
         if kind is PayloadKind.CONTRIBUTION and not ack.duplicate:

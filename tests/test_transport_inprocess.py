@@ -68,7 +68,7 @@ def test_job_waits_for_missing_bank_then_runs(small_consortium) -> None:
         job_id = client.submit(JobSpec(kind="profile"))
         deadline = time.monotonic() + 30
         status = client.status(job_id)
-        while status.state != "waiting" and time.monotonic() < deadline:
+        while status.waiting_for != (BANKS[2],) and time.monotonic() < deadline:
             status = client.status(job_id, wait=1.0, known_version=status.version)
         assert status.state == "waiting"
         assert status.waiting_for == (BANKS[2],)
@@ -76,3 +76,67 @@ def test_job_waits_for_missing_bank_then_runs(small_consortium) -> None:
         final = client.wait(job_id, timeout=120)
         assert final.state == "done"
         check_profile(json.loads(client.fetch_artifacts(job_id)["result.json"]), frames)
+
+
+GBDT = {"n_estimators": 3, "max_depth": 3, "max_bin": 16, "learning_rate": 0.3}
+
+
+def local_reference(consortium: Path, tables: dict[str, Path], spec: JobSpec, job_id: str
+                    ) -> dict[str, bytes]:
+    """The same job through the in-memory runner with real encryption (lead's local_runner)."""
+    from fedtab.consortium import load_bank_bundle
+    from fedtab.data.validate import load_table
+    from fedtab.jobs import create_trainer
+    from fedtab.protocol.local_runner import run_encrypted
+    from fedtab.protocol.steps import JobContext
+
+    bundles = {b: load_bank_bundle(consortium / "banks" / b) for b in tables}
+    names = tuple(sorted(tables))
+    trainers = {
+        b: create_trainer(spec, JobContext(job_id, b, names, spec.seed, dict(spec.params)),
+                          load_table(p, bundles[b].contract))
+        for b, p in tables.items()
+    }
+    return run_encrypted(trainers, bundles[names[0]].private_key).artifacts
+
+
+def test_gbdt_job_equals_local_runner(small_consortium) -> None:
+    consortium, tables, _ = small_consortium
+    spec = JobSpec(kind="gbdt", params=GBDT, seed=3)
+    with InProcessConsortium(consortium, tables) as cons, cons.operator_client() as client:
+        job_id = client.submit(spec)
+        client.wait(job_id, timeout=120)
+        artifacts = client.fetch_artifacts(job_id)
+    assert artifacts == local_reference(consortium, tables, spec, job_id)
+
+
+def test_bank_restarting_mid_job_catches_up(small_consortium, tmp_path: Path) -> None:
+    consortium, tables, _ = small_consortium
+    spec = JobSpec(kind="gbdt", params=GBDT, seed=3)
+    state = tmp_path / "state"
+    with InProcessConsortium(consortium, tables, state_dir=state) as cons, \
+            cons.operator_client() as client:
+        job_id = client.submit(spec)
+        status = client.status(job_id)
+        while status.step_index < 3 and status.state not in ("done", "failed"):
+            status = client.status(job_id, wait=2.0, known_version=status.version)
+        assert status.state == "running"
+        cons.stop_bank(BANKS[1])  # mid-tree: depth-1 histograms are cached by propose()
+        cons.start_bank(BANKS[1])
+        final = client.wait(job_id, timeout=120)
+        artifacts = client.fetch_artifacts(job_id)
+    assert final.state == "done"
+    assert artifacts == local_reference(consortium, tables, spec, job_id)
+
+
+def test_trainer_error_fails_the_job_with_its_reason(small_consortium) -> None:
+    from fedtab.errors import JobFailedError
+
+    consortium, tables, _ = small_consortium
+    with InProcessConsortium(consortium, tables) as cons, cons.operator_client() as client:
+        job_id = client.submit(JobSpec(kind="gbdt", params={"max_depth": -4}))
+        with pytest.raises(JobFailedError, match=r"cannot continue.*max_depth"):
+            client.wait(job_id, timeout=60)
+        # The banks stay attached and serve the next job.
+        job_id = client.submit(JobSpec(kind="profile"))
+        assert client.wait(job_id, timeout=60).state == "done"

@@ -78,7 +78,7 @@ def tag_from_proto(msg: pb.Tag) -> Tag:
 def upload_to_proto(upload: Upload, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.UploadChunk]:
     """The client-stream of an upload: a header chunk, then the payload in pieces."""
     header = pb.UploadHeader(
-        kind=upload.kind.value,
+        kind=upload.kind.name,
         tag=tag_to_proto(upload.tag),
         request_json=request_to_json(upload.request),
         shard_start=upload.shard_start,

@@ -20,6 +20,7 @@ class PayloadKind(Enum):
     SHARD = 2
     PROPOSAL = 3
     RESULT = 4
+    ABORT = 5
 
 
 class DownloadKind(Enum):

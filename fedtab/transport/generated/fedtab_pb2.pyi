@@ -15,6 +15,7 @@ class PayloadKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SHARD: _ClassVar[PayloadKind]
     PROPOSAL: _ClassVar[PayloadKind]
     RESULT: _ClassVar[PayloadKind]
+    ABORT: _ClassVar[PayloadKind]
 
 class DownloadKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +29,7 @@ CONTRIBUTION: PayloadKind
 SHARD: PayloadKind
 PROPOSAL: PayloadKind
 RESULT: PayloadKind
+ABORT: PayloadKind
 DOWNLOAD_KIND_UNSPECIFIED: DownloadKind
 AGGREGATE: DownloadKind
 SHARDS: DownloadKind

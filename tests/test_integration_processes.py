@@ -1,0 +1,178 @@
+"""The real consortium: aggregator and three banks as processes, a 2048-bit key, mTLS on
+loopback ports chosen by the OS, and the operator's ``fedtab run``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from harness import (
+    BANKS,
+    ServiceProcess,
+    make_frames,
+    new_consortium,
+    run_fedtab,
+    start_aggregator,
+    start_bank,
+    write_job,
+    write_tables,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("processes")
+    frames = make_frames(seed=5, rows=300)
+    contract, tables = write_tables(root / "data", frames)
+    consortium = new_consortium(root / "consortium", contract, key_bits=2048)
+    return {"root": root, "frames": frames, "tables": tables, "consortium": consortium}
+
+
+def check_profile(result: dict, frames: dict[str, pd.DataFrame]) -> None:
+    pooled = pd.concat(list(frames.values()), ignore_index=True)
+    assert result["rows_total"] == len(pooled)
+    assert result["positives_total"] == int(pooled["y"].sum())
+    for name in ("amount", "age"):
+        feature = result["features"][name]
+        assert feature["count"] == int(pooled[name].notna().sum())
+        assert feature["mean"] == pytest.approx(pooled[name].mean(), rel=1e-6)
+        assert feature["std"] == pytest.approx(pooled[name].std(), rel=1e-6)
+
+
+def start_banks(world: dict, address: str, logs: Path) -> list[ServiceProcess]:
+    return [start_bank(world["consortium"], b, world["tables"][b], address, logs) for b in BANKS]
+
+
+def test_profile_job_with_fedtab_run(world: dict, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    aggregator, address = start_aggregator(world["consortium"], logs, tmp_path / "state")
+    banks = start_banks(world, address, logs)
+    try:
+        job = write_job(tmp_path / "profile.toml")
+        done = run_fedtab(["run", str(world["consortium"] / "operator"), str(job),
+                           "--out", str(tmp_path / "out"), "--aggregator", address,
+                           "--timeout", "300"])
+        assert done.returncode == 0, done.stderr + aggregator.output()
+        assert "step" in done.stderr and "done" in done.stderr
+        check_profile(json.loads((tmp_path / "out" / "result.json").read_text()),
+                      world["frames"])
+        # The aggregator holds no private key: neither in its bundle nor in its memory.
+        needles = assert_no_private_key(world["consortium"], aggregator.pid)
+        # Positive control: the same scan finds the key in a bank process.
+        assert scan_memory(banks[0].pid, needles)
+        for bank in banks:
+            assert bank.alive(), bank.output()
+    finally:
+        for process in [*banks, aggregator]:
+            process.stop()
+    for bank in banks:
+        assert "committed" in bank.output()
+
+
+def int_needles(value: int) -> list[bytes]:
+    """Byte patterns of ``value`` as it may sit in memory: hex/decimal text, big/little-endian
+    bytes (gmpy2 limbs), CPython's 30-bit digits."""
+    size = (value.bit_length() + 7) // 8
+    digits = []
+    rest = value
+    while rest:
+        digits.append(rest & ((1 << 30) - 1))
+        rest >>= 30
+    return [
+        format(value, "x").encode(),
+        str(value).encode(),
+        value.to_bytes(size, "big"),
+        value.to_bytes(size, "little"),
+        b"".join(d.to_bytes(4, "little") for d in digits),
+    ]
+
+
+def assert_no_private_key(consortium: Path, pid: int) -> list[bytes]:
+    """No file of the aggregator bundle holds a factor of n; nor does its process memory."""
+    from fedtab.crypto import load_private_key
+
+    key_file = next((consortium / "banks" / BANKS[0]).glob("*private*"))
+    private = load_private_key(key_file)
+    needles = int_needles(private.p) + int_needles(private.q)
+    for path in (consortium / "aggregator").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n in data for n in needles), f"{path} holds a private key factor"
+            assert b"private" not in path.name.encode()
+    found = scan_memory(pid, needles)
+    assert not found, f"aggregator process memory holds a private key factor at {found}"
+    return needles
+
+
+def scan_memory(pid: int, needles: list[bytes]) -> list[str]:
+    """Search the readable, private anonymous/heap mappings of ``pid`` for ``needles``."""
+    hits = []
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        mem = open(f"/proc/{pid}/mem", "rb")  # noqa: SIM115
+    except (PermissionError, FileNotFoundError) as exc:  # pragma: no cover - hardened hosts
+        pytest.skip(f"cannot read /proc/{pid}/mem: {exc}")
+    with mem:
+        for line in maps:
+            parts = line.split()
+            if len(parts) < 2 or "r" not in parts[1]:
+                continue
+            path = parts[5] if len(parts) > 5 else ""
+            if path and not path.startswith("["):
+                continue  # file-backed code and data of libraries
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            if end - start > 1 << 30:
+                continue
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            hits += [f"{parts[0]} {path} #{i}" for i, n in enumerate(needles) if n in chunk]
+    return hits
+
+
+def test_aggregator_killed_mid_job_resumes_from_checkpoint(world: dict, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    state = tmp_path / "state"
+    aggregator, address = start_aggregator(world["consortium"], logs, state)
+    port = address.rsplit(":", 1)[1]
+    banks = start_banks(world, address, logs)
+    restarted: ServiceProcess | None = None
+    operator = None
+    try:
+        job = write_job(tmp_path / "profile.toml")
+        operator = ServiceProcess("operator", [
+            "run", str(world["consortium"] / "operator"), str(job), "--out",
+            str(tmp_path / "out"), "--aggregator", address, "--timeout", "300"], logs)
+        # Wait until step 0 is committed, then freeze one bank so step 1 cannot complete.
+        deadline = time.monotonic() + 120
+        while not list(state.glob("jobs/*/steps/000000.json")):
+            assert time.monotonic() < deadline, aggregator.output()
+            time.sleep(0.05)
+        os.kill(banks[2].pid, signal.SIGSTOP)
+        job_dir = next(state.glob("jobs/*"))
+        assert not (job_dir / "artifacts").exists()
+        aggregator.kill()  # crash: no clean shutdown
+        os.kill(banks[2].pid, signal.SIGCONT)
+        restarted = ServiceProcess("aggregator2", [
+            "aggregator", "serve", str(world["consortium"] / "aggregator"), "--listen",
+            f"127.0.0.1:{port}", "--state", str(state)], logs)
+        code = operator.process.wait(timeout=300)
+        assert code == 0, operator.output() + restarted.output()
+        check_profile(json.loads((tmp_path / "out" / "result.json").read_text()),
+                      world["frames"])
+        assert "resuming job" in restarted.output()
+        steps = sorted(p.name for p in (job_dir / "steps").glob("*.json"))
+        assert steps == ["000000.json", "000001.json"]
+    finally:
+        for process in [*banks, aggregator, restarted, operator]:
+            if process is not None:
+                process.stop()
