@@ -81,6 +81,8 @@ def test_bad_values_name_their_position(values: list[float], position: int, why:
 def test_non_vector_input_is_refused() -> None:
     with pytest.raises(EncodingError, match="1-D"):
         encode_values(np.zeros((2, 2)), BENCH_SPEC)
+    with pytest.raises(EncodingError, match="not a float64 vector"):
+        encode_values(np.array(["a", "b"]), BENCH_SPEC)
 
 
 def test_clip_bounds_encode_to_the_ends() -> None:

@@ -128,7 +128,10 @@ def encode_values(values: np.ndarray, spec: EncodingSpec) -> list[int]:
     Raises :class:`EncodingError` naming the first position holding NaN, inf or a value
     outside ``[-clip, clip]``, or when ``values`` is not one-dimensional.
     """
-    arr = np.asarray(values, dtype=np.float64)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise EncodingError(f"values are not a float64 vector: {exc}") from exc
     if arr.ndim != 1:
         raise EncodingError(f"expected a 1-D float64 vector, got shape {arr.shape}")
     bad = ~np.isfinite(arr) | (np.abs(arr) > spec.clip)
