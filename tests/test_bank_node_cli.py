@@ -1,0 +1,76 @@
+"""The ``bank join``, ``aggregator serve`` and ``run`` commands at the edge: bad input gives one
+line and a non-zero exit; two-bank consortia need the override."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from harness import InProcessConsortium, make_frames, new_consortium, write_job, write_tables
+
+from fedtab.cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def two_banks(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("cli")
+    frames = make_frames(banks=("bank_a", "bank_b"), rows=120)
+    contract, tables = write_tables(root / "data", frames)
+    consortium = new_consortium(root / "consortium", contract, banks=("bank_a", "bank_b"),
+                                key_bits=1024)
+    return {"consortium": consortium, "tables": tables, "root": root}
+
+
+def test_bank_join_refuses_a_table_that_breaks_the_contract(two_banks: dict,
+                                                            tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    text = two_banks["tables"]["bank_a"].read_text().splitlines()
+    text[3] = text[3].replace(text[3].split(",")[2], "teleport")  # unknown category
+    bad.write_text("\n".join(text) + "\n")
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["bank", "join", str(two_banks["consortium"] / "banks" /
+                                                           "bank_a"),
+                                      "--data", str(bad), "--aggregator", "127.0.0.1:9"])
+    assert result.exit_code == 5, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: DataContractError")
+    assert "channel" in lines[0]
+    assert time.monotonic() - started < 10  # nothing was sent: no connection attempts
+
+
+def test_aggregator_serve_rejects_a_bad_listen_address(two_banks: dict) -> None:
+    result = CliRunner().invoke(cli, ["aggregator", "serve", str(two_banks["consortium"] /
+                                                                  "aggregator"),
+                                      "--listen", "nowhere"])
+    assert result.exit_code == 2
+    assert "error: ConfigError" in result.output
+
+
+def test_aggregator_refuses_a_bank_folder(two_banks: dict) -> None:
+    result = CliRunner().invoke(cli, ["aggregator", "serve", str(two_banks["consortium"] /
+                                                                  "banks" / "bank_a"),
+                                      "--listen", "127.0.0.1:0"])
+    assert result.exit_code != 0
+    assert result.output.startswith("error: ")
+
+
+def test_run_with_two_banks_needs_the_override(two_banks: dict, tmp_path: Path) -> None:
+    consortium = two_banks["consortium"]
+    with InProcessConsortium(consortium, two_banks["tables"]) as cons:
+        plain = write_job(tmp_path / "plain.toml")
+        result = CliRunner().invoke(cli, ["run", str(consortium / "operator"), str(plain),
+                                          "--aggregator", cons.address, "--out",
+                                          str(tmp_path / "out")])
+        assert result.exit_code == 7, result.output
+        assert "allow_two_banks" in result.output
+        override = write_job(tmp_path / "two.toml", extra_job="allow_two_banks = true")
+        result = CliRunner().invoke(cli, ["run", str(consortium / "operator"), str(override),
+                                          "--aggregator", cons.address, "--out",
+                                          str(tmp_path / "out"), "--timeout", "60"])
+        assert result.exit_code == 0, result.output
+        assert "warning: two banks" in result.output
+        result_json = json.loads((tmp_path / "out" / "result.json").read_text())
+        assert result_json["rows_total"] == 120 + 157
