@@ -273,7 +273,7 @@ class Coordinator:
         with self._cond:
             seq = 1 + max((j.seq for j in self._jobs.values()), default=0)
             job_id = f"job-{seq:04d}-{secrets.token_hex(3)}"
-            timeout = float(getattr(spec, "bank_timeout", None) or self.bank_timeout)
+            timeout = spec.bank_timeout or self.bank_timeout
             job = _Job(job_id, seq, spec, self.banks, timeout, JobState.QUEUED, self._wall())
             self._jobs[job_id] = job
             self._save(job)

@@ -6,6 +6,7 @@ A job file is TOML::
     kind = "gbdt"            # profile | gbdt | logreg
     seed = 0                 # optional; drives all shared randomness
     allow_two_banks = false  # optional; two banks can deduce each other's contributions
+    bank_timeout = 600       # optional; seconds a bank may be silent before the job fails
 
     [params]                 # kind-specific, XGBoost / scikit-learn names
     n_estimators = 100
@@ -45,12 +46,17 @@ class JobSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     allow_two_banks: bool = False
+    bank_timeout: float | None = None  # None: the aggregator's default
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "job": {"kind": self.kind, "seed": self.seed, "allow_two_banks": self.allow_two_banks},
-            "params": dict(self.params),
+        job: dict[str, Any] = {
+            "kind": self.kind,
+            "seed": self.seed,
+            "allow_two_banks": self.allow_two_banks,
         }
+        if self.bank_timeout is not None:
+            job["bank_timeout"] = self.bank_timeout
+        return {"job": job, "params": dict(self.params)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
@@ -69,7 +75,18 @@ class JobSpec:
         allow_two = job.get("allow_two_banks", False)
         if not isinstance(allow_two, bool):
             raise ConfigError(f"[job] allow_two_banks must be true or false, got {allow_two!r}")
-        return cls(kind=str(kind), params=dict(params), seed=seed, allow_two_banks=allow_two)
+        timeout = job.get("bank_timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ConfigError(f"[job] bank_timeout must be a positive number, got {timeout!r}")
+        return cls(
+            kind=str(kind),
+            params=dict(params),
+            seed=seed,
+            allow_two_banks=allow_two,
+            bank_timeout=None if timeout is None else float(timeout),
+        )
 
     @classmethod
     def load(cls, path: Path) -> JobSpec:

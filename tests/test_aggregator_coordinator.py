@@ -311,3 +311,19 @@ def test_coordinator_holds_no_private_key(small_private_key, banks, tmp_path) ->
             assert obj not in (small_private_key.p, small_private_key.q)
         stack.extend(gc.get_referents(obj))
     assert len(seen) > 100
+
+
+def test_job_file_bank_timeout_overrides_the_default(small_private_key, banks) -> None:
+    spec = JobSpec.from_dict({"job": {"kind": "profile", "bank_timeout": 20}})
+    assert spec.bank_timeout == 20.0
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    clock = FakeClock()
+    coord = make_coordinator(small_private_key, clock=clock)
+    for name in BANKS:
+        coord.register(Caller(name, "bank"), name, coord.fingerprint)
+    job_id = coord.submit(OPERATOR, spec)
+    assert coord.job_status(OPERATOR, job_id, 0, -1).state == "running"
+    clock.now += 25
+    coord.poll_step(banks["bank_a"].caller, job_id, 0, 0)
+    status = coord.job_status(OPERATOR, job_id, 0, -1)
+    assert status.state == "failed" and "bank_b, bank_c" in status.message
