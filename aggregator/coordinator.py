@@ -70,6 +70,7 @@ class _Job:
     message: str = ""
     committed: list[CommittedStep] = field(default_factory=list)
     aggregates: dict[int, bytes] = field(default_factory=dict)  # recent committed steps
+    traffic: dict[str, float] = field(default_factory=dict)  # bytes by message kind
     step: StepState | None = None
     artifacts: dict[str, bytes] | None = None
 
@@ -84,7 +85,11 @@ class _Job:
             "message": self.message,
             "submitted_at": self.submitted_at,
             "started_at": self.started_at,
+            "traffic": self.traffic,
         }
+
+    def count(self, key: str, amount: float) -> None:
+        self.traffic[key] = self.traffic.get(key, 0.0) + amount
 
 
 class Coordinator:
@@ -229,11 +234,14 @@ class Coordinator:
                     self._fail(job, exc)
                 log.warning("rejected %s from %s: %s", upload.kind.name, name, exc.one_line())
                 raise
+            job.count(f"upload_{upload.kind.name.lower()}_bytes", len(upload.payload))
             if duplicate:
                 log.info("harmless resend of %s from %s (step %d)", upload.kind.name, name,
                          tag.step_index)
             if complete:
                 self._advance(job, step)
+                if step.phase is Phase.DECRYPT and step.index == len(job.committed):
+                    job.count("ciphertexts_summed", step.n_ciphertexts)
             self._bump()
             return UploadAck(duplicate, job.step.phase.value if job.step else "")
 
@@ -251,18 +259,24 @@ class Coordinator:
                 return convert.artifacts_to_bytes(job.artifacts)
             name = self._bank(caller)
             job = self._job(job_id, name)
-            if kind is DownloadKind.COMMITTED:
-                if from_index < 0:
-                    raise ProtocolError("from_index must be >= 0")
-                return convert.committed_to_bytes(job.committed[from_index:])
-            if kind is DownloadKind.AGGREGATE and 0 <= step_index < len(job.committed):
-                if step_index not in job.aggregates:
-                    raise ReplayError(f"the aggregate of step {step_index} is no longer kept")
-                return job.aggregates[step_index]
-            step = self._current_step(job, step_index, name)
-            if kind is DownloadKind.AGGREGATE:
-                return step.aggregate_payload()
-            return step.shards_payload()
+            payload = self._download(job, name, kind, step_index, from_index)
+            job.count(f"download_{kind.name.lower()}_bytes", len(payload))
+            return payload
+
+    def _download(self, job: _Job, name: str, kind: DownloadKind, step_index: int,
+                  from_index: int) -> bytes:
+        if kind is DownloadKind.COMMITTED:
+            if from_index < 0:
+                raise ProtocolError("from_index must be >= 0")
+            return convert.committed_to_bytes(job.committed[from_index:])
+        if kind is DownloadKind.AGGREGATE and 0 <= step_index < len(job.committed):
+            if step_index not in job.aggregates:
+                raise ReplayError(f"the aggregate of step {step_index} is no longer kept")
+            return job.aggregates[step_index]
+        step = self._current_step(job, step_index, name)
+        if kind is DownloadKind.AGGREGATE:
+            return step.aggregate_payload()
+        return step.shards_payload()
 
     # ----- operator handlers ----------------------------------------------------------------
 
@@ -446,6 +460,7 @@ class Coordinator:
             waiting_for=waiting,
             banks=job.banks,
             version=self._version,
+            traffic=dict(job.traffic),
         )
 
     def _resume(self, store: JobStore) -> None:
@@ -463,6 +478,7 @@ class Coordinator:
                 message=str(rec.get("message", "")),
                 committed=stored.committed,
                 aggregates=stored.aggregates,
+                traffic={str(k): float(v) for k, v in dict(rec.get("traffic") or {}).items()},
                 artifacts=stored.artifacts,
             )
             if job.state in (JobState.RUNNING, JobState.WAITING):

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "job_seconds": done - submitted,
         "aggregator_elapsed_seconds": final.elapsed_seconds,
         "steps": final.step_index,
+        "traffic": final.traffic,
         "artifacts": sorted(artifacts),
     }
 

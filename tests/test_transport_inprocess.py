@@ -53,6 +53,9 @@ def test_profile_job_over_grpc(small_consortium, tmp_path: Path) -> None:
         artifacts = client.fetch_artifacts(job_id)
     assert final.state == "done"
     assert final.step_index == 2
+    assert final.traffic["upload_contribution_bytes"] > 0
+    assert final.traffic["download_shards_bytes"] > 0
+    assert final.traffic["ciphertexts_summed"] >= 2
     assert any(s.state == "running" for s in seen)
     check_profile(json.loads(artifacts["result.json"]), frames)
     steps = sorted((tmp_path / "state" / "jobs" / job_id / "steps").glob("*.json"))

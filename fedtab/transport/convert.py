@@ -284,6 +284,7 @@ def job_status_to_proto(status: JobStatus) -> pb.JobStatusReply:
         waiting_for=list(status.waiting_for),
         banks=list(status.banks),
         version=status.version,
+        traffic=dict(status.traffic),
     )
 
 
@@ -300,6 +301,7 @@ def job_status_from_proto(msg: pb.JobStatusReply) -> JobStatus:
         waiting_for=tuple(msg.waiting_for),
         banks=tuple(msg.banks),
         version=int(msg.version),
+        traffic={str(k): float(v) for k, v in msg.traffic.items()},
     )
 
 

@@ -169,6 +169,7 @@ class JobStatus:
     waiting_for: tuple[str, ...] = ()
     banks: tuple[str, ...] = ()
     version: int = 0
+    traffic: dict[str, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:

@@ -261,7 +261,14 @@ class JobStatusRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ..., known_version: _Optional[int] = ...) -> None: ...
 
 class JobStatusReply(_message.Message):
-    __slots__ = ("job_id", "state", "step_index", "step_id", "description", "phase", "elapsed_seconds", "message", "waiting_for", "banks", "version")
+    __slots__ = ("job_id", "state", "step_index", "step_id", "description", "phase", "elapsed_seconds", "message", "waiting_for", "banks", "version", "traffic")
+    class TrafficEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +280,7 @@ class JobStatusReply(_message.Message):
     WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     BANKS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: str
     step_index: int
@@ -284,4 +292,5 @@ class JobStatusReply(_message.Message):
     waiting_for: _containers.RepeatedScalarFieldContainer[str]
     banks: _containers.RepeatedScalarFieldContainer[str]
     version: int
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., step_index: _Optional[int] = ..., step_id: _Optional[str] = ..., description: _Optional[str] = ..., phase: _Optional[str] = ..., elapsed_seconds: _Optional[float] = ..., message: _Optional[str] = ..., waiting_for: _Optional[_Iterable[str]] = ..., banks: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ...) -> None: ...
+    traffic: _containers.ScalarMap[str, float]
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., step_index: _Optional[int] = ..., step_id: _Optional[str] = ..., description: _Optional[str] = ..., phase: _Optional[str] = ..., elapsed_seconds: _Optional[float] = ..., message: _Optional[str] = ..., waiting_for: _Optional[_Iterable[str]] = ..., banks: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., traffic: _Optional[_Mapping[str, float]] = ...) -> None: ...
