@@ -61,6 +61,7 @@ class BankFileType(click.ParamType):
 @click.option(
     "--bank-file",
     "bank_files",
+    envvar="FEDTAB_SIMULATE_BANK_FILE",
     type=BankFileType(),
     multiple=True,
     help="A bank's table as NAME=PATH (repeat per bank).",
@@ -68,14 +69,21 @@ class BankFileType(click.ParamType):
 @click.option(
     "--data",
     "data_path",
+    envvar="FEDTAB_SIMULATE_DATA",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="One table to split into --banks banks (20% holdout per bank).",
 )
 @click.option("--label", help="Label column (0/1) of --data or --bank-file tables.")
-@click.option("--id", "id_column", help="Optional row-id column, excluded from features.")
+@click.option(
+    "--id",
+    "id_column",
+    envvar="FEDTAB_SIMULATE_ID",
+    help="Optional row-id column, excluded from features.",
+)
 @click.option(
     "--banks",
     "n_banks",
+    envvar="FEDTAB_SIMULATE_BANKS",
     type=click.IntRange(2, 64),
     default=3,
     show_default=True,
@@ -92,17 +100,24 @@ class BankFileType(click.ParamType):
     help="Rows of synthetic data (all banks together).",
 )
 @click.option(
-    "--model", "kind", type=click.Choice(["gbdt", "logreg"]), default="gbdt", show_default=True
+    "--model",
+    "kind",
+    envvar="FEDTAB_SIMULATE_MODEL",
+    type=click.Choice(["gbdt", "logreg"]),
+    default="gbdt",
+    show_default=True,
 )
 @click.option(
     "--params",
     "params_path",
+    envvar="FEDTAB_SIMULATE_PARAMS",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A job file whose [params] (and [job]) override defaults.",
 )
 @click.option(
     "--out",
     "out_dir",
+    envvar="FEDTAB_SIMULATE_OUT",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("fedtab-out"),
     show_default=True,
