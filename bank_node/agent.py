@@ -91,8 +91,10 @@ class BankAgent:
         self.client.close()
 
     def stop(self) -> None:
-        """Ask :meth:`run_forever` / :meth:`run_until` to return after the current poll."""
+        """Make :meth:`run_forever` / :meth:`run_until` return now: in-flight calls are
+        cancelled (the aggregator treats the bank as absent until it comes back)."""
         self._stop.set()
+        self.client.close()
 
     def register(self) -> None:
         reg = self.client.register(self.public_key.fingerprint)
@@ -108,6 +110,14 @@ class BankAgent:
 
         Returns the job's final state (``done`` / ``failed``), or ``stopped``.
         """
+        try:
+            return self._serve(job_id, timeout)
+        except FedtabError:
+            if self._stop.is_set():
+                return "stopped"
+            raise
+
+    def _serve(self, job_id: str | None, timeout: float | None) -> str:
         self.register()
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._stop.is_set():
@@ -137,11 +147,11 @@ class BankAgent:
                              params=dict(spec.params))
             trainer = create_trainer(spec, ctx, self.table)
             return _JobRun(self, job, ctx, trainer).run()
-        except PeerUnavailableError:
+        except FedtabError as exc:
             if self._stop.is_set():
                 return "stopped"
-            raise
-        except FedtabError as exc:
+            if isinstance(exc, PeerUnavailableError):
+                raise
             reason = exc.one_line()
         except Exception as exc:  # a bug: keep the traceback in the log, fail the job
             log.exception("%s: job %s crashed", self.name, job.job_id)

@@ -121,6 +121,16 @@ class ServiceProcess:
         return self.process.wait()
 
 
+def stop_all(processes: Sequence[ServiceProcess | None], timeout: float = 10.0) -> None:
+    """SIGTERM every process first, then wait for each (SIGKILL after ``timeout``)."""
+    alive = [p for p in processes if p is not None]
+    for process in alive:
+        if process.alive():
+            process.process.terminate()
+    for process in alive:
+        process.stop(timeout)
+
+
 def wait_for_file(path: Path, process: ServiceProcess, timeout: float = 60.0) -> str:
     """Wait until ``process`` has written ``path`` (polls; fails fast if it exits)."""
     deadline = time.monotonic() + timeout
