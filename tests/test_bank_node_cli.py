@@ -74,3 +74,16 @@ def test_run_with_two_banks_needs_the_override(two_banks: dict, tmp_path: Path) 
         assert "warning: two banks" in result.output
         result_json = json.loads((tmp_path / "out" / "result.json").read_text())
         assert result_json["rows_total"] == 120 + 157
+
+
+def test_progress_lines_show_round_and_eta() -> None:
+    from fedtab.cli.run_cmd import describe
+    from fedtab.transport.messages import JobStatus
+
+    status = JobStatus("job-1", "running", step_index=12, step_id="tree/4/depth/2/grads",
+                       phase="decrypt", elapsed_seconds=50.0, waiting_for=("bank_b",))
+    line = describe(status, total_rounds=10)
+    assert "step 12" in line and "tree 5/10" in line and "ETA 75s" in line
+    assert "waiting for bank_b" in line
+    waiting = JobStatus("job-1", "waiting", waiting_for=("bank_a", "bank_c"))
+    assert describe(waiting).endswith("waiting for banks: bank_a, bank_c")

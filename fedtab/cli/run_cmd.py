@@ -9,31 +9,79 @@ from pathlib import Path
 import click
 
 from fedtab.cli.edge import reports_errors
+from fedtab.jobs import JobSpec
 from fedtab.transport.messages import JobStatus
 
-_FRACTION = re.compile(r"(\d+)\s*/\s*(\d+)")
+_TREE = re.compile(r"^tree/(\d+)/")
+_ROUND = re.compile(r"^newton/(\d+)")
+PROGRESS_EVERY_SECONDS = 10.0
 
 
-def describe(status: JobStatus) -> str:
-    """One progress line: state, step, round, elapsed and (when the step names i/N) an ETA."""
+def round_of(status: JobStatus, total_rounds: int | None) -> tuple[str, float | None]:
+    """The job's round as text (``tree 3/100``) and the fraction done, when known."""
+    tree = _TREE.match(status.step_id)
+    if tree:
+        done = int(tree.group(1))
+        if total_rounds:
+            return f"tree {done + 1}/{total_rounds}", done / total_rounds
+        return f"tree {done + 1}", None
+    newton = _ROUND.match(status.step_id)
+    if newton:
+        return f"round {int(newton.group(1)) + 1}", None
+    return "", None
+
+
+def describe(status: JobStatus, total_rounds: int | None = None) -> str:
+    """One progress line: state, step, round, elapsed and (when the round count is known) ETA."""
     if status.state in ("queued", "waiting"):
         waiting = ", ".join(status.waiting_for)
-        return f"[{status.job_id}] waiting for banks: {waiting}" if waiting else \
-            f"[{status.job_id}] {status.state}"
-    line = (f"[{status.job_id}] {status.state} step {status.step_index} "
-            f"{status.step_id} {status.phase}".rstrip())
-    if status.description:
-        line += f" ({status.description})"
-    line += f" elapsed {status.elapsed_seconds:.1f}s"
-    match = _FRACTION.search(status.description or "")
-    if match and status.state == "running":
-        done, total = int(match.group(1)), int(match.group(2))
-        if 0 < done <= total:
-            eta = status.elapsed_seconds / done * (total - done)
-            line += f" ETA {eta:.0f}s"
+        if waiting:
+            return f"[{status.job_id}] waiting for banks: {waiting}"
+        return f"[{status.job_id}] {status.state}"
+    parts = [f"[{status.job_id}] {status.state}", f"step {status.step_index}"]
+    if status.step_id:
+        parts.append(status.step_id)
+    label, fraction = round_of(status, total_rounds)
+    if label:
+        parts.append(label)
+    parts.append(f"elapsed {status.elapsed_seconds:.1f}s")
+    if fraction and status.state == "running":
+        eta = status.elapsed_seconds / fraction * (1 - fraction)
+        parts.append(f"ETA {eta:.0f}s")
     if status.waiting_for and status.state == "running":
-        line += f" waiting for {', '.join(status.waiting_for)}"
-    return line
+        parts.append(f"({status.phase}, waiting for {', '.join(status.waiting_for)})")
+    return " ".join(parts)
+
+
+class ProgressPrinter:
+    """Prints a line when the state or step changes, else at most every few seconds."""
+
+    def __init__(self, total_rounds: int | None, every: float = PROGRESS_EVERY_SECONDS) -> None:
+        self.total_rounds = total_rounds
+        self.every = every
+        self._last_key: tuple[str, int] | None = None
+        self._last_time = 0.0
+
+    def __call__(self, status: JobStatus) -> None:
+        key = (status.state, status.step_index)
+        now = time.monotonic()
+        if key != self._last_key or now - self._last_time >= self.every:
+            click.echo(describe(status, self.total_rounds), err=True)
+            self._last_key = key
+            self._last_time = now
+
+
+def total_rounds(spec: JobSpec) -> int | None:
+    """Number of trees of a GBDT job (for the ETA); None for other kinds or bad params."""
+    if spec.kind != "gbdt":
+        return None
+    from fedtab.errors import FedtabError
+    from fedtab.gbdt.params import GBDTParams
+
+    try:
+        return GBDTParams.from_mapping(spec.params).n_estimators
+    except FedtabError:
+        return None  # the banks will report the bad parameter
 
 
 def write_artifacts(out: Path, artifacts: dict[str, bytes]) -> list[Path]:
@@ -64,7 +112,6 @@ def run(operator_dir: Path, job_file: Path, out: Path, address: str | None,
         timeout: float | None) -> None:
     """Submit JOB_FILE with the operator folder OPERATOR_DIR, wait, and save the artifacts."""
     from fedtab.consortium import load_operator_bundle
-    from fedtab.jobs import JobSpec
     from fedtab.transport.operator_client import OperatorClient
 
     spec = JobSpec.load(job_file)
@@ -76,15 +123,7 @@ def run(operator_dir: Path, job_file: Path, out: Path, address: str | None,
     with OperatorClient(bundle, address) as client:
         job_id = client.submit(spec)
         click.echo(f"submitted {spec.kind} job {job_id} to {client.address}", err=True)
-        last = [""]
-
-        def progress(status: JobStatus) -> None:
-            line = describe(status)
-            if line != last[0]:
-                click.echo(line, err=True)
-                last[0] = line
-
-        final = client.wait(job_id, progress, timeout)
+        final = client.wait(job_id, ProgressPrinter(total_rounds(spec)), timeout)
         artifacts = client.fetch_artifacts(job_id)
     paths = write_artifacts(out, artifacts)
     click.echo(f"job {job_id} done in {time.monotonic() - started:.1f}s "

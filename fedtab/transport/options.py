@@ -30,4 +30,4 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 # A bank that rejoins mid-job replays the last REPLAY_WINDOW committed steps through propose()
 # with their re-decrypted aggregates (trainers such as GBDT cache a tree's parent histograms
 # there); older steps are replayed with commit() only. The aggregator keeps those aggregates.
-REPLAY_WINDOW = 64
+REPLAY_WINDOW = 32
