@@ -31,6 +31,7 @@ from fedtab.crypto import (
     slots_per_plaintext,
 )
 from fedtab.crypto.encoding import encode_values, max_encoded, pack_encoded, slot_bits
+from fedtab.crypto.paillier import CrtEncryptCore, FixedBaseTable, djn_base, djn_exponent_bits
 from fedtab.errors import CiphertextError, ConfigError, EncodingError, KeyMaterialError
 
 SPEC = EncodingSpec(frac_bits=24, clip=2.0**20, max_summands=16)
@@ -320,3 +321,28 @@ def test_secure_sum_with_a_real_2048_bit_key(private_key_2048: PrivateKey) -> No
         decoded = dec.decrypt(total)
     _assert_within_bound(decoded, vectors, SPEC)
     assert np.max(np.abs(decoded - sum(vectors))) <= 3 * quantisation_bound(SPEC) + 1e-9
+
+
+def test_fixed_base_table_and_crt_randomness_match_plain_powmod(
+    small_private_key: PrivateKey,
+) -> None:
+    n = small_private_key.public.n
+    n2 = small_private_key.public.nsquare
+    bits = djn_exponent_bits(n.bit_length())
+    assert bits == 512  # |n| / 2
+    hs = djn_base(n, 12345)
+    assert hs == pow((-(12345**2)) % n, n, n2)
+    table = FixedBaseTable(hs, n2, bits)
+    rng = np.random.default_rng(9)
+    exponents = [0, 1, 255, 256, 2**bits - 1] + [
+        int.from_bytes(rng.bytes(bits // 8), "big") for _ in range(5)
+    ]
+    for a in exponents:
+        assert table.pow(a) == pow(hs, a, n2)
+    with pytest.raises(ValueError):
+        table.pow(2**bits)
+    crt = CrtEncryptCore(small_private_key.p, small_private_key.q)
+    for r in (2, 3, n - 1, 987654321):
+        assert crt.r_to_n(r) == pow(r, n, n2)
+    with pytest.raises(KeyMaterialError):
+        djn_base(n, small_private_key.p)
