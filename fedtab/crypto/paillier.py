@@ -12,10 +12,10 @@ Encryption is ``c = g^m * rho mod n^2`` where ``g^m = 1 + m*n mod n^2`` and ``rh
   applications to electronic voting", IJIS 2010, section 4.1): pick ``x`` at random,
   ``h = -x^2 mod n`` and ``hs = h^n mod n^2`` once per encryptor; then ``rho = hs^a mod n^2``
   with a uniformly random *short* exponent ``a`` of ``|n|/2`` bits (1024 bits for a 2048-bit
-  key). Semantic security then rests on the DCR assumption plus the assumption that
-  ``hs^a`` with such a short ``a`` is indistinguishable from a random ``n``-th power (the
-  short-exponent / small-exponent DCR variant DJN use; ``|n|/2`` bits is far above the
-  ``2k`` bits their analysis asks for at security level ``k``). ``hs`` is fixed, so
+  key, the length DJN propose). Semantic security then rests on the DCR assumption plus the
+  assumption that ``hs^a`` with such a short ``a`` is indistinguishable from a random
+  ``n``-th power (the short-exponent DCR variant DJN state; no attack better than
+  factoring ``n`` or a generic ``2^(|a|/2)`` search for ``a`` is known). ``hs`` is fixed, so
   ``hs^a`` is a fixed-base exponentiation computed from a precomputed window table
   (:class:`FixedBaseTable`: 8-bit windows, ``|n|/16`` rows of 255 entries, about 16 MiB for
   a 2048-bit key) in ``|n|/16`` modular multiplications and no squarings.
