@@ -137,8 +137,10 @@ def create_server(
     coordinator = coordinator or build_coordinator(
         bundle, state_dir=state_dir, bank_timeout=bank_timeout
     )
+    # Every bank holds one long poll open and may upload or download at the same time.
+    workers = max(max_workers, 4 * len(coordinator.banks) + 8)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fedtab-rpc"),
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fedtab-rpc"),
         options=SERVER_OPTIONS,
     )
     pb_grpc.add_AggregatorServicer_to_server(AggregatorServicer(coordinator), server)
