@@ -179,3 +179,39 @@ def test_aggregator_killed_mid_job_resumes_from_checkpoint(world: dict, tmp_path
         assert steps == ["000000.json", "000001.json"]
     finally:
         stop_all([*banks, aggregator, restarted, operator])
+
+
+def test_bank_killed_mid_job_rejoins_and_the_model_is_unchanged(world: dict,
+                                                                 tmp_path: Path) -> None:
+    from test_transport_inprocess import local_reference
+
+    from fedtab.jobs import JobSpec
+
+    params = {"n_estimators": 3, "max_depth": 3, "max_bin": 16}
+    logs = tmp_path / "logs"
+    state = tmp_path / "state"
+    aggregator, address = start_aggregator(world["consortium"], logs, state)
+    banks = start_banks(world, address, logs)
+    rejoined: ServiceProcess | None = None
+    operator = None
+    try:
+        job = write_job(tmp_path / "gbdt.toml", kind="gbdt", params=params,
+                        extra_job="seed = 3")
+        operator = ServiceProcess("operator", [
+            "run", str(world["consortium"] / "operator"), str(job), "--out",
+            str(tmp_path / "out"), "--aggregator", address, "--timeout", "300"], logs)
+        deadline = time.monotonic() + 120
+        while not list(state.glob("jobs/*/steps/000004.json")):
+            assert time.monotonic() < deadline and operator.alive(), operator.output()
+            time.sleep(0.05)
+        banks[1].kill()
+        rejoined = start_bank(world["consortium"], BANKS[1], world["tables"][BANKS[1]],
+                              address, logs)
+        assert operator.process.wait(timeout=300) == 0, operator.output()
+        job_id = next(state.glob("jobs/*")).name
+        expected = local_reference(world["consortium"], world["tables"],
+                                   JobSpec(kind="gbdt", params=params, seed=3), job_id)
+        assert (tmp_path / "out" / "model.json").read_bytes() == expected["model.json"]
+        assert "committed" in rejoined.output()
+    finally:
+        stop_all([*banks, rejoined, aggregator, operator])
