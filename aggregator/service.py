@@ -20,6 +20,7 @@ import grpc
 
 from aggregator.checkpoint import JobStore
 from aggregator.coordinator import Coordinator
+from fedtab.consortium import AggregatorBundle
 from fedtab.errors import ConfigError, FedtabError
 from fedtab.jobs import JobSpec
 from fedtab.transport import convert, tls
@@ -107,7 +108,7 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
         return convert.job_status_to_proto(status)
 
 
-def build_coordinator(bundle: Any, *, state_dir: Path | None = None,
+def build_coordinator(bundle: AggregatorBundle, *, state_dir: Path | None = None,
                       bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS) -> Coordinator:
     """A coordinator for an aggregator bundle (public key only), resuming from ``state_dir``."""
     store = JobStore(state_dir) if state_dir is not None else None
@@ -121,7 +122,7 @@ def build_coordinator(bundle: Any, *, state_dir: Path | None = None,
 
 
 def create_server(
-    bundle: Any,
+    bundle: AggregatorBundle,
     address: str = "127.0.0.1:0",
     *,
     coordinator: Coordinator | None = None,

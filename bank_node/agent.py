@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from bank_node.client import BankClient
 from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
+from fedtab.consortium import BankBundle
 from fedtab.crypto import Decryptor, Encryptor, encrypted_vector_from_bytes
 from fedtab.data.contract import LocalTable
 from fedtab.errors import FedtabError, JobFailedError, PeerUnavailableError, ReplayError
@@ -60,7 +61,7 @@ class BankAgent:
 
     def __init__(
         self,
-        bundle: object,
+        bundle: BankBundle,
         table: LocalTable,
         address: str | None = None,
         *,
@@ -69,18 +70,18 @@ class BankAgent:
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.bundle = bundle
-        self.name: str = bundle.name  # type: ignore[attr-defined]
+        self.name: str = bundle.name
         self.table = table
-        self.public_key = bundle.public_key  # type: ignore[attr-defined]
-        self.address = address or bundle.config.aggregator_address  # type: ignore[attr-defined]
+        self.public_key = bundle.public_key
+        self.address = address or bundle.config.aggregator_address
         self.poll_seconds = poll_seconds
         self._progress = progress or (lambda line: log.info("%s", line))
         self._stop = threading.Event()
-        self.client = BankClient(bundle.tls, self.address, self.name,  # type: ignore[attr-defined]
+        self.client = BankClient(bundle.tls, self.address, self.name,
                                  should_stop=self._stop.is_set)
         self._encryptor = Encryptor(self.public_key, workers=workers)
-        self._decryptor = Decryptor(bundle.private_key, workers=workers)  # type: ignore[attr-defined]
-        self._shard_key: bytes = bundle.shard_key  # type: ignore[attr-defined]
+        self._decryptor = Decryptor(bundle.private_key, workers=workers)
+        self._shard_key: bytes = bundle.shard_key
 
     # ----- life cycle -------------------------------------------------------------------------
 

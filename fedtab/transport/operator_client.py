@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from fedtab.consortium import OperatorBundle
 from fedtab.errors import JobFailedError, PeerUnavailableError
 from fedtab.jobs import JobSpec
 from fedtab.protocol.steps import canonical_json
@@ -24,10 +25,10 @@ ProgressCallback = Callable[[JobStatus], None]
 class OperatorClient:
     """Connection of the operator (``OperatorBundle``) to the aggregator at ``address``."""
 
-    def __init__(self, bundle: object, address: str | None = None, *,
+    def __init__(self, bundle: OperatorBundle, address: str | None = None, *,
                  unavailable_grace: float = 120.0) -> None:
-        self.address: str = address or bundle.config.aggregator_address  # type: ignore[attr-defined]
-        self._channel = open_channel(bundle.tls, self.address)  # type: ignore[attr-defined]
+        self.address: str = address or bundle.config.aggregator_address
+        self._channel = open_channel(bundle.tls, self.address)
         self._stub = aggregator_stub(self._channel)
         self.unavailable_grace = unavailable_grace
 
