@@ -41,6 +41,36 @@ class GradLayout:
         start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         return cls(tuple(nodes), tuple(positions), tuple(missing), start)
 
+    @classmethod
+    def plan(
+        cls,
+        layout: HistLayout,
+        pairs: list[tuple[int, int | None]],
+        open_nodes: list[int],
+        counts: dict[int, np.ndarray],
+        positions: dict[int, tuple[np.ndarray, ...]],
+        *,
+        always: bool = False,
+    ) -> GradLayout:
+        """The level's request: for each (built node, derived sibling or None), the built node
+        is summed at the union of the open ones' candidate positions (skipped when neither is
+        open, unless ``always``), with a missing slot where the built node has missing rows."""
+        n_feat = len(layout.features)
+        nodes, kept, missing = [], [], []
+        for built, derived in pairs:
+            wanted = [n for n in (built, derived) if n is not None and n in open_nodes]
+            if not wanted and not always:
+                continue
+            kept.append(tuple(
+                np.unique(np.concatenate([positions[n][k] for n in wanted] or [np.zeros(0)]))
+                .astype(np.int64)
+                for k in range(n_feat)
+            ))
+            missing.append(np.array([layout.segment(counts[built], k)[1] > 0
+                                     for k in range(n_feat)], dtype=bool))
+            nodes.append(built)
+        return cls.build(nodes, kept, missing)
+
     @property
     def size(self) -> int:
         return int(self.start[-1])

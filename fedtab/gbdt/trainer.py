@@ -314,25 +314,10 @@ class GBDTTrainer:
             tree.grads = None
             return
         self._level = level
-        layout = self._current_layout()
-        nodes, positions, missing = [], [], []
         larger = {sib: node for node, (_parent, sib) in tree.derive.items()}
-        for node in tree.build:
-            wanted = [n for n in (node, larger.get(node)) if n is not None and n in tree.open]
-            if not wanted and tree.depth > 0:
-                continue
-            pos = tuple(
-                np.union1d(*(level.positions[n][k] for n in wanted)).astype(np.int64)
-                if len(wanted) == 2 else
-                (level.positions[wanted[0]][k] if wanted else np.zeros(0, np.int64))
-                for k in range(len(layout.features))
-            )
-            miss = np.array([layout.segment(level.counts[node], k)[1] > 0
-                             for k in range(len(layout.features))], dtype=bool)
-            nodes.append(node)
-            positions.append(pos)
-            missing.append(miss)
-        tree.grads = GradLayout.build(nodes, positions, missing)
+        pairs = [(node, larger.get(node)) for node in tree.build]
+        tree.grads = GradLayout.plan(self._current_layout(), pairs, tree.open, level.counts,
+                                     level.positions, always=tree.depth == 0)
 
     def _propose_splits(
         self, request: SumRequest, values: np.ndarray
