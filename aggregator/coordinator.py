@@ -20,10 +20,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from aggregator.checkpoint import JobStore
-from aggregator.step_state import StepState
+from aggregator.job import Job
+from aggregator.step_state import StepState, status_done_my_part
 from fedtab.crypto import PublicKey
 from fedtab.errors import (
     AuthenticationError,
@@ -57,41 +57,6 @@ log = logging.getLogger("fedtab.aggregator")
 ATTACH_WINDOW_SECONDS = 30.0  # a bank polling within this window counts as attached
 
 
-@dataclass
-class _Job:
-    job_id: str
-    seq: int
-    spec: JobSpec
-    banks: tuple[str, ...]
-    bank_timeout: float
-    state: JobState
-    submitted_at: float
-    started_at: float | None = None
-    message: str = ""
-    committed: list[CommittedStep] = field(default_factory=list)
-    aggregates: dict[int, bytes] = field(default_factory=dict)  # recent committed steps
-    traffic: dict[str, float] = field(default_factory=dict)  # bytes by message kind
-    step: StepState | None = None
-    artifacts: dict[str, bytes] | None = None
-
-    def record(self) -> dict[str, object]:
-        return {
-            "job_id": self.job_id,
-            "seq": self.seq,
-            "spec": self.spec.to_dict(),
-            "banks": list(self.banks),
-            "bank_timeout": self.bank_timeout,
-            "state": self.state.value,
-            "message": self.message,
-            "submitted_at": self.submitted_at,
-            "started_at": self.started_at,
-            "traffic": self.traffic,
-        }
-
-    def count(self, key: str, amount: float) -> None:
-        self.traffic[key] = self.traffic.get(key, 0.0) + amount
-
-
 class Coordinator:
     """All aggregator state and handlers, guarded by one condition variable."""
 
@@ -115,7 +80,7 @@ class Coordinator:
         self._clock = clock
         self._wall = wall_clock
         self._cond = threading.Condition()
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, Job] = {}
         self._last_seen: dict[str, float] = {}
         self._version = 0
         if store is not None:
@@ -195,7 +160,7 @@ class Coordinator:
                 status = self._step_status(job, name)
                 finished = status.job_state in (JobState.DONE.value, JobState.FAILED.value)
                 busy = status.job_state == JobState.RUNNING.value and (
-                    status.step_index != step_index or not _done_my_part(status)
+                    status.step_index != step_index or not status_done_my_part(status)
                 )
                 remaining = deadline - self._clock()
                 if busy or finished or remaining <= 0:
@@ -263,7 +228,7 @@ class Coordinator:
             job.count(f"download_{kind.name.lower()}_bytes", len(payload))
             return payload
 
-    def _download(self, job: _Job, name: str, kind: DownloadKind, step_index: int,
+    def _download(self, job: Job, name: str, kind: DownloadKind, step_index: int,
                   from_index: int) -> bytes:
         if kind is DownloadKind.COMMITTED:
             if from_index < 0:
@@ -288,7 +253,7 @@ class Coordinator:
             seq = 1 + max((j.seq for j in self._jobs.values()), default=0)
             job_id = f"job-{seq:04d}-{secrets.token_hex(3)}"
             timeout = spec.bank_timeout or self.bank_timeout
-            job = _Job(job_id, seq, spec, self.banks, timeout, JobState.QUEUED, self._wall())
+            job = Job(job_id, seq, spec, self.banks, timeout, JobState.QUEUED, self._wall())
             self._jobs[job_id] = job
             self._save(job)
             log.info("job %s submitted: %s over %s", job_id, spec.kind, ", ".join(self.banks))
@@ -319,7 +284,7 @@ class Coordinator:
         self._version += 1
         self._cond.notify_all()
 
-    def _active(self) -> _Job | None:
+    def _active(self) -> Job | None:
         pending = [j for j in self._jobs.values()
                    if j.state in (JobState.QUEUED, JobState.WAITING, JobState.RUNNING)]
         return min(pending, key=lambda j: j.seq) if pending else None
@@ -358,7 +323,7 @@ class Coordinator:
                 f"(bank_timeout) at step {len(job.committed)}"
             ))
 
-    def _job(self, job_id: str, bank: str) -> _Job:
+    def _job(self, job_id: str, bank: str) -> Job:
         job = self._jobs.get(job_id)
         if job is None:
             raise ProtocolError(f"unknown job {job_id!r}")
@@ -366,7 +331,7 @@ class Coordinator:
             raise AuthenticationError(f"bank {bank!r} is not part of job {job_id}")
         return job
 
-    def _current_step(self, job: _Job, step_index: int, bank: str) -> StepState:
+    def _current_step(self, job: Job, step_index: int, bank: str) -> StepState:
         if job.state is JobState.FAILED:
             raise JobFailedError(f"job {job.job_id} failed: {job.message}")
         if job.state is JobState.DONE:
@@ -387,7 +352,7 @@ class Coordinator:
             )
         return job.step
 
-    def _advance(self, job: _Job, step: StepState) -> None:
+    def _advance(self, job: Job, step: StepState) -> None:
         """All banks delivered the phase's item: move on, commit, or finish."""
         try:
             outcome = step.complete_phase()
@@ -416,7 +381,7 @@ class Coordinator:
             self._save(job)
             log.info("job %s done: %s", job.job_id, ", ".join(sorted(outcome)))
 
-    def _fail(self, job: _Job, exc: FedtabError) -> None:
+    def _fail(self, job: Job, exc: FedtabError) -> None:
         if job.state in (JobState.DONE, JobState.FAILED):
             return
         job.state = JobState.FAILED
@@ -426,18 +391,18 @@ class Coordinator:
         log.error("job %s failed: %s", job.job_id, job.message)
         self._bump()
 
-    def _save(self, job: _Job) -> None:
+    def _save(self, job: Job) -> None:
         if self._store is not None:
             self._store.save_record(job.job_id, job.record())
 
-    def _step_status(self, job: _Job, bank: str) -> StepStatus:
+    def _step_status(self, job: Job, bank: str) -> StepStatus:
         step = job.step
         if step is None or job.state is not JobState.RUNNING:
             return StepStatus(job.job_id, job.state.value, len(job.committed), "",
                               message=job.message)
         return step.status(job.job_id, bank)
 
-    def _job_status(self, job: _Job) -> JobStatus:
+    def _job_status(self, job: Job) -> JobStatus:
         step = job.step
         current = step.request if step is not None else None
         if job.state is JobState.DONE and job.committed:
@@ -465,22 +430,7 @@ class Coordinator:
 
     def _resume(self, store: JobStore) -> None:
         for stored in store.load_all():
-            rec = stored.record
-            job = _Job(
-                job_id=str(rec["job_id"]),
-                seq=int(rec["seq"]),
-                spec=JobSpec.from_dict(rec["spec"]),
-                banks=tuple(rec["banks"]),
-                bank_timeout=float(rec["bank_timeout"]),
-                state=JobState(rec["state"]),
-                submitted_at=float(rec["submitted_at"]),
-                started_at=rec.get("started_at"),
-                message=str(rec.get("message", "")),
-                committed=stored.committed,
-                aggregates=stored.aggregates,
-                traffic={str(k): float(v) for k, v in dict(rec.get("traffic") or {}).items()},
-                artifacts=stored.artifacts,
-            )
+            job = Job.from_stored(stored)
             if job.state in (JobState.RUNNING, JobState.WAITING):
                 # The uncommitted step restarts; banks resend idempotently.
                 job.state = JobState.QUEUED
@@ -491,14 +441,4 @@ class Coordinator:
         """Job id -> state (for logs and tests)."""
         with self._cond:
             return {j.job_id: j.state.value for j in self._jobs.values()}
-
-
-def _done_my_part(status: StepStatus) -> bool:
-    """Whether the bank has nothing to do in the step's current phase."""
-    return {
-        Phase.CONTRIBUTE.value: status.have_contribution or status.have_result,
-        Phase.DECRYPT.value: status.have_shard,
-        Phase.PROPOSE.value: status.have_proposal,
-        Phase.FINISH.value: status.have_result,
-    }.get(status.phase, True)
 

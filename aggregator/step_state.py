@@ -244,3 +244,13 @@ def _check_vector(vector: EncryptedVector, request: SumRequest, fingerprint: str
     if vector.summands != 1:
         raise CiphertextError("a bank's contribution must be a single summand")
 
+
+def status_done_my_part(status: StepStatus) -> bool:
+    """Whether the bank has nothing to do in the step's current phase."""
+    return {
+        Phase.CONTRIBUTE.value: status.have_contribution or status.have_result,
+        Phase.DECRYPT.value: status.have_shard,
+        Phase.PROPOSE.value: status.have_proposal,
+        Phase.FINISH.value: status.have_result,
+    }.get(status.phase, True)
+
