@@ -120,7 +120,8 @@ def run(operator_dir: Path, job_file: Path, out: Path, address: str | None,
         click.echo("warning: two banks: each can deduce the other's contribution "
                    "(allow_two_banks = true)", err=True)
     started = time.monotonic()
-    with OperatorClient(bundle, address) as client:
+    grace = min(timeout, 60.0) if timeout else 60.0
+    with OperatorClient(bundle, address, unavailable_grace=grace) as client:
         job_id = client.submit(spec)
         click.echo(f"submitted {spec.kind} job {job_id} to {client.address}", err=True)
         final = client.wait(job_id, ProgressPrinter(total_rounds(spec)), timeout)
