@@ -185,6 +185,25 @@ def write_job(path: Path, kind: str = "profile", params: Mapping[str, Any] | Non
     return path
 
 
+def local_reference(consortium: Path, tables: dict[str, Path], spec: Any, job_id: str
+                    ) -> dict[str, bytes]:
+    """The same job through the in-memory runner with real encryption (lead's local_runner)."""
+    from fedtab.consortium import load_bank_bundle
+    from fedtab.data.validate import load_table
+    from fedtab.jobs import create_trainer
+    from fedtab.protocol.local_runner import run_encrypted
+    from fedtab.protocol.steps import JobContext
+
+    bundles = {b: load_bank_bundle(consortium / "banks" / b) for b in tables}
+    names = tuple(sorted(tables))
+    trainers = {
+        b: create_trainer(spec, JobContext(job_id, b, names, spec.seed, dict(spec.params)),
+                          load_table(p, bundles[b].contract))
+        for b, p in tables.items()
+    }
+    return run_encrypted(trainers, bundles[names[0]].private_key).artifacts
+
+
 class InProcessConsortium:
     """The mTLS gRPC server and one :class:`BankAgent` thread per bank, in this process."""
 

@@ -15,6 +15,7 @@ import pytest
 from harness import (
     BANKS,
     ServiceProcess,
+    local_reference,
     make_frames,
     new_consortium,
     run_fedtab,
@@ -183,8 +184,6 @@ def test_aggregator_killed_mid_job_resumes_from_checkpoint(world: dict, tmp_path
 
 def test_bank_killed_mid_job_rejoins_and_the_model_is_unchanged(world: dict,
                                                                  tmp_path: Path) -> None:
-    from test_transport_inprocess import local_reference
-
     from fedtab.jobs import JobSpec
 
     params = {"n_estimators": 3, "max_depth": 3, "max_bin": 16}

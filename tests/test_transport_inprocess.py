@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from harness import BANKS, InProcessConsortium, make_frames, new_consortium, write_tables
+from harness import (
+    BANKS,
+    InProcessConsortium,
+    local_reference,
+    make_frames,
+    new_consortium,
+    write_tables,
+)
 
 from fedtab.jobs import JobSpec
 
@@ -82,25 +89,6 @@ def test_job_waits_for_missing_bank_then_runs(small_consortium) -> None:
 
 
 GBDT = {"n_estimators": 3, "max_depth": 3, "max_bin": 16, "learning_rate": 0.3}
-
-
-def local_reference(consortium: Path, tables: dict[str, Path], spec: JobSpec, job_id: str
-                    ) -> dict[str, bytes]:
-    """The same job through the in-memory runner with real encryption (lead's local_runner)."""
-    from fedtab.consortium import load_bank_bundle
-    from fedtab.data.validate import load_table
-    from fedtab.jobs import create_trainer
-    from fedtab.protocol.local_runner import run_encrypted
-    from fedtab.protocol.steps import JobContext
-
-    bundles = {b: load_bank_bundle(consortium / "banks" / b) for b in tables}
-    names = tuple(sorted(tables))
-    trainers = {
-        b: create_trainer(spec, JobContext(job_id, b, names, spec.seed, dict(spec.params)),
-                          load_table(p, bundles[b].contract))
-        for b, p in tables.items()
-    }
-    return run_encrypted(trainers, bundles[names[0]].private_key).artifacts
 
 
 def test_gbdt_job_equals_local_runner(small_consortium) -> None:
