@@ -33,6 +33,9 @@ def test_upload_round_trip_in_chunks() -> None:
     assert convert.upload_from_proto(chunks) == upload
     with pytest.raises(WireFormatError, match="truncated"):
         convert.upload_from_proto(chunks[:-1])
+    longer = [*chunks, pb.UploadChunk(data=b"extra")]
+    with pytest.raises(WireFormatError, match="longer"):
+        convert.upload_from_proto(longer)
     stream = list(convert.payload_to_chunks(payload, chunk_bytes=4096))
     assert convert.payload_from_chunks(stream) == payload
     stream[1] = pb.DataChunk(data=b"x" * len(stream[1].data))

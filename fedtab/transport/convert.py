@@ -30,7 +30,7 @@ from fedtab.transport.messages import (
     UploadAck,
     sha256_hex,
 )
-from fedtab.transport.options import CHUNK_BYTES
+from fedtab.transport.options import CHUNK_BYTES, MAX_PAYLOAD_BYTES
 
 
 def _json_loads(text: str, what: str) -> Any:
@@ -102,10 +102,18 @@ def upload_from_proto(stream: Iterable[pb.UploadChunk]) -> Upload:
         kind = PayloadKind(header.kind)
     except ValueError as exc:
         raise WireFormatError(f"unknown payload kind {header.kind}") from exc
+    if not 0 <= header.total_bytes <= MAX_PAYLOAD_BYTES:
+        raise WireFormatError(
+            f"upload of {header.total_bytes} bytes refused (limit {MAX_PAYLOAD_BYTES})"
+        )
     pieces = []
+    received = 0
     for chunk in iterator:
         if chunk.WhichOneof("part") != "data":
             raise WireFormatError("upload stream has a second header")
+        received += len(chunk.data)
+        if received > header.total_bytes:
+            raise WireFormatError("upload stream is longer than its header says")
         pieces.append(chunk.data)
     payload = chunks.join(pieces, int(header.total_bytes), header.content_digest)
     return Upload(

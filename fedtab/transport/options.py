@@ -9,6 +9,7 @@ from __future__ import annotations
 CHUNK_BYTES = 1 << 20  # 1 MiB per streamed chunk
 MAX_MESSAGE_BYTES = 8 << 20  # one chunk + header, with room to spare
 LONG_POLL_SECONDS = 5.0  # server-side wait of NextTask / PollStep / GetJobStatus
+MAX_PAYLOAD_BYTES = 1 << 30  # refuse larger uploads before reading them
 RPC_TIMEOUT_SECONDS = 120.0  # deadline of a single (non-poll) RPC
 DEFAULT_BANK_TIMEOUT_SECONDS = 600.0  # a bank absent longer than this fails its job
 
