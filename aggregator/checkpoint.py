@@ -14,35 +14,19 @@ only public material (job specs, committed proposals = the model, artifacts); ne
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedtab.atomic import atomic_write_bytes
 from fedtab.errors import CheckpointError
 from fedtab.protocol.steps import SumRequest, canonical_json
 from fedtab.transport.messages import CommittedStep
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write ``data`` to ``path`` atomically and durably (see :mod:`fedtab.atomic`)."""
+    atomic_write_bytes(path, data)
 
 
 @dataclass

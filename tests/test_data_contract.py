@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedtab.data.contract import DataContract, FeatureSpec, atomic_write_text
+from fedtab.atomic import atomic_write_text
+from fedtab.data.contract import DataContract, FeatureSpec
 from fedtab.data.infer import infer_contract
 from fedtab.errors import DataContractError
 
@@ -207,9 +208,10 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
 
 
-def test_save_into_missing_folder_is_one_line_error(tmp_path: Path) -> None:
+def test_save_where_folder_cannot_exist_is_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
     with pytest.raises(DataContractError, match="cannot write"):
-        sample_contract().save(tmp_path / "absent" / "c.json")
+        sample_contract().save(tmp_path / "a_file" / "c.json")
 
 
 def test_load_rejects_non_object_document(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import gmpy2
 
+from fedtab.atomic import atomic_write_text
 from fedtab.errors import KeyMaterialError
 
 PUBLIC_KIND = "fedtab-paillier-public-key"
@@ -118,19 +118,8 @@ def generate_keypair(bits: int = 2048, *, allow_small_for_tests: bool = False) -
 
 
 def _write_json(path: Path, payload: dict[str, Any], mode: int) -> None:
-    """Write JSON atomically (temp file + rename) with the given file mode."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write JSON atomically with the given file mode (never readable by others meanwhile)."""
+    atomic_write_text(Path(path), json.dumps(payload, indent=2, sort_keys=True) + "\n", mode)
 
 
 def _read_json(path: Path, expected_kind: str) -> dict[str, Any]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fedtab.atomic import atomic_write_text
 from fedtab.errors import DataContractError
 
 FeatureKind = Literal["numeric", "categorical"]
@@ -157,8 +156,11 @@ class DataContract:
             raise DataContractError(f"malformed data contract: {exc!r}") from exc
 
     def save(self, path: Path) -> None:
-        """Write the contract atomically (temp file in the same folder, then ``os.replace``)."""
-        atomic_write_text(Path(path), self.to_json())
+        """Write the contract atomically; raises :class:`DataContractError` if it cannot."""
+        try:
+            atomic_write_text(Path(path), self.to_json())
+        except OSError as exc:
+            raise DataContractError(f"cannot write {path}: {exc.strerror}") from exc
 
     @classmethod
     def load(cls, path: Path) -> DataContract:
@@ -166,30 +168,6 @@ class DataContract:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise DataContractError(f"cannot read data contract {path}: {exc}") from exc
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the whole new one, never a part.
-
-    Raises:
-        DataContractError: the folder is missing or not writable.
-    """
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise DataContractError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise DataContractError(f"cannot write {path}: {exc.strerror}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
