@@ -77,7 +77,7 @@ def test_run_with_two_banks_needs_the_override(two_banks: dict, tmp_path: Path) 
 
 
 def test_progress_lines_show_round_and_eta() -> None:
-    from fedtab.cli.run_cmd import describe
+    from fedtab.cli.progress import describe
     from fedtab.transport.messages import JobStatus
 
     status = JobStatus("job-1", "running", step_index=12, step_id="tree/4/depth/2/grads",

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from fedtab.cli.edge import reports_errors
+from fedtab.cli.progress import ProgressPrinter, total_rounds
 from fedtab.errors import ConfigError
 from fedtab.jobs import JobSpec
 from fedtab.simulation.inputs import (
@@ -24,7 +25,6 @@ from fedtab.simulation.inputs import (
     synthetic_inputs,
 )
 from fedtab.simulation.runner import SimulationConfig, run_simulation
-from fedtab.transport.messages import JobStatus
 
 # Defaults of the zero-argument main job: sized to finish in a few minutes on 2 cores with a
 # 2048-bit key (about two minutes) while showing what federation buys each bank.
@@ -170,7 +170,7 @@ def simulate(
     config = SimulationConfig(
         out_dir=out_dir, job=job, key_bits=int(key_bits), workers=workers, timeout_seconds=timeout
     )
-    result = run_simulation(config, inputs, _say, _StepPrinter())
+    result = run_simulation(config, inputs, _say, ProgressPrinter(total_rounds(job)))
     if result.table:
         click.echo()
         click.echo(
@@ -224,22 +224,6 @@ def _inputs(
         )
     _say(f"generating synthetic consortium: {n_banks} banks, {rows} rows (seed {seed})")
     return synthetic_inputs(data_dir, n_banks, rows, seed)
-
-
-class _StepPrinter:
-    """Prints one progress line per step (not per phase), or when the job waits for banks."""
-
-    def __init__(self) -> None:
-        self._last: tuple[int, tuple[str, ...]] | None = None
-
-    def __call__(self, status: JobStatus) -> None:
-        from fedtab.cli.run_cmd import describe
-
-        waiting = status.waiting_for if status.state != "running" else ()
-        key = (status.step_index, waiting)
-        if key != self._last:
-            self._last = key
-            _say(describe(status))
 
 
 def _say(message: str) -> None:
