@@ -117,6 +117,11 @@ class StepState:
                 f"bank {bank} sent different content for the same {upload.kind.name.lower()} "
                 f"of step {self.index}"
             )
+        if upload.kind in (PayloadKind.CONTRIBUTION, PayloadKind.RESULT):
+            self.check_request(bank, upload)  # again: another bank may have been accepted
+            if self.request_digest is None:
+                self.request_digest = upload.tag.request_digest
+                self.request = upload.request
         if upload.kind is PayloadKind.RESULT and self.phase is Phase.CONTRIBUTE:
             self.phase = Phase.FINISH
         if target is not self.phase:
@@ -135,16 +140,14 @@ class StepState:
         return False, len(self.received[target]) == len(self.banks)
 
     def check_request(self, bank: str, upload: Upload) -> None:
-        """Check (and on the first delivery, record) the request the upload is for.
+        """Check the request the upload is for (recorded by :meth:`accept` on the first
+        delivery that passes validation, so a refused upload cannot fix the step's request).
 
         Banks asking for different requests have diverged: that error fails the job.
         """
         digest = upload.tag.request_digest
         if upload.kind in (PayloadKind.CONTRIBUTION, PayloadKind.RESULT):
-            if self.request_digest is None:
-                self.request_digest = digest
-                self.request = upload.request
-            elif digest != self.request_digest:
+            if self.request_digest is not None and digest != self.request_digest:
                 mine = upload.request.step_id if upload.request else "finished"
                 theirs = self.request.step_id if self.request else "finished"
                 others = ", ".join(sorted(self.received[Phase.CONTRIBUTE] or
