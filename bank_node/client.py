@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from fedtab.errors import PeerUnavailableError
 from fedtab.transport import convert
 from fedtab.transport.client import aggregator_stub, call_with_retry, open_channel
 from fedtab.transport.generated import fedtab_pb2 as pb
@@ -41,7 +42,12 @@ class BankClient:
         self._channel.close()
 
     def _call(self, fn: Callable[[], T]) -> T:
-        return call_with_retry(fn, self.address, should_stop=self._should_stop)
+        try:
+            return call_with_retry(fn, self.address, should_stop=self._should_stop)
+        except ValueError as exc:  # grpc: "Cannot invoke RPC on closed channel" after stop()
+            if self._should_stop():
+                raise PeerUnavailableError(f"{self.bank}: stopped ({exc})") from None
+            raise
 
     def register(self, fingerprint: str) -> Registration:
         request = pb.RegisterRequest(bank=self.bank, key_fingerprint=fingerprint)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -209,7 +209,8 @@ class InProcessConsortium:
 
     def __init__(self, consortium: Path, tables: Mapping[str, Path], *,
                  state_dir: Path | None = None, bank_timeout: float = 600.0,
-                 poll_seconds: float = 1.0, start_banks: Sequence[str] | None = None) -> None:
+                 poll_seconds: float = 1.0, start_banks: Sequence[str] | None = None,
+                 on_agent: Callable[[Any], None] | None = None) -> None:
         from aggregator.service import build_coordinator, create_server
         from fedtab.consortium import load_aggregator_bundle, load_bank_bundle, load_operator_bundle
         from fedtab.data.validate import load_table
@@ -223,6 +224,7 @@ class InProcessConsortium:
         self.bank_bundles = {b: load_bank_bundle(consortium / "banks" / b) for b in tables}
         self.tables = {b: load_table(p, self.bank_bundles[b].contract) for b, p in tables.items()}
         self.poll_seconds = poll_seconds
+        self.on_agent = on_agent  # called with each new BankAgent before its thread starts
         self.start_banks = list(tables) if start_banks is None else list(start_banks)
         self.agents: dict[str, Any] = {}
         self.threads: dict[str, threading.Thread] = {}
@@ -238,6 +240,8 @@ class InProcessConsortium:
 
         agent = BankAgent(self.bank_bundles[bank], self.tables[bank], self.address,
                           poll_seconds=self.poll_seconds)
+        if self.on_agent is not None:
+            self.on_agent(agent)
         thread = threading.Thread(target=agent.run_forever, name=f"agent-{bank}", daemon=True)
         self.agents[bank] = agent
         self.threads[bank] = thread
