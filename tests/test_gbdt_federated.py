@@ -141,8 +141,8 @@ def test_proposals_carry_model_parts_never_histograms(
     allowed = {"step", "cuts", "has_missing", "base_score", "root", "splits"}
     for request, proposal in outcome.commits:
         if request.step_id.endswith("/counts"):
-            # only which nodes of the level can still split: node ids, no statistics
-            assert set(proposal) == {"step", "open"}
+            # which nodes of the level can still split, and the next request's (public) length
+            assert set(proposal) == {"step", "open", "grads_length"}
             assert all(isinstance(n, int) for n in proposal["open"])
             continue
         assert set(proposal) <= allowed
@@ -324,6 +324,7 @@ def test_replay_rebuilds_the_same_state(pooled: LocalTable) -> None:
     outcome = run_plaintext(trainers(tables, PARAMS))
     replayed = trainers(tables, PARAMS)["bank_b"]
     for request, proposal in outcome.commits:
+        assert replayed.next_request() == request  # commit() alone keeps naming the steps
         replayed.commit(request, proposal)
     assert replayed.next_request() is None
     assert replayed.result() == outcome.artifacts

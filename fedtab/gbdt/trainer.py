@@ -115,20 +115,17 @@ class GBDTTrainer:
             length = len(tree.build) * self._current_layout().size
             return SumRequest(step, length, self._count_spec,
                               f"{len(tree.build)} node count histogram(s)")
-        if tree.grads is None:
-            raise ProtocolError(
-                f"{step}: the level's counts are unavailable (a bank that restarts mid-tree "
-                "must replay the tree's steps through propose())"
-            )
-        return SumRequest(step, 2 * tree.grads.size, self._hist_spec,
-                          f"{len(tree.grads.nodes)} node gradient histogram(s)")
+        return SumRequest(step, tree.grads_length, self._hist_spec,
+                          "node gradient sums at candidate positions")
 
     def contribution(self, request: SumRequest) -> np.ndarray:
         self._check_request(request)
         if request.step_id == "bins":
             return self._bins_contribution()
         layout, tree = self._current_layout(), self._tree
-        if tree.phase == "grads" and tree.grads is not None:
+        if tree.phase == "grads":
+            if tree.grads is None:
+                raise ProtocolError(f"{request.step_id}: {_NO_CACHE}")
             return tree.grads.contribution(layout, self._row_node, self._local_bins,
                                            self._grad, self._hess)
         slot = np.full(max(len(tree.value), max(tree.build) + 1) + 1, -1, dtype=np.int64)
@@ -283,10 +280,7 @@ class GBDTTrainer:
 
     def _parent_hist(self, step: str, parent: int) -> NodeHist:
         if parent not in self._hists:
-            raise ProtocolError(
-                f"{step}: the parent histogram of node {parent} is unavailable (a bank that "
-                "restarts mid-tree must replay the tree's steps through propose())"
-            )
+            raise ProtocolError(f"{step}: parent histogram of node {parent} missing; {_NO_CACHE}")
         return self._hists[parent]
 
     def _propose_counts(self, request: SumRequest, values: np.ndarray) -> tuple[JsonDict, _Level]:
@@ -301,30 +295,32 @@ class GBDTTrainer:
             for node in tree.frontier
         }
         is_open = [n for n in tree.frontier if any(len(q) for q in positions[n])]
-        return {"step": request.step_id, "open": is_open}, _Level(counts, positions)
+        larger = {sib: node for node, (_parent, sib) in tree.derive.items()}
+        pairs = [(node, larger.get(node)) for node in tree.build]
+        grads = GradLayout.plan(layout, pairs, is_open, counts, positions,
+                                always=tree.depth == 0)
+        # the next request's length is public anyway; carrying it lets a bank that replays
+        # with commit() alone still name the next request
+        proposal = {"step": request.step_id, "open": is_open, "grads_length": 2 * grads.size}
+        return proposal, _Level(counts, positions, grads)
 
     def _commit_counts(self, proposal: JsonDict, level: _Level | None) -> None:
         tree = self._tree
         tree.open = [int(n) for n in proposal["open"]]
+        tree.grads_length = int(proposal["grads_length"])
         if not tree.open and tree.depth > 0:
             self._finish_tree()
             return
         tree.phase = "grads"
-        if level is None:
-            tree.grads = None
-            return
         self._level = level
-        larger = {sib: node for node, (_parent, sib) in tree.derive.items()}
-        pairs = [(node, larger.get(node)) for node in tree.build]
-        tree.grads = GradLayout.plan(self._current_layout(), pairs, tree.open, level.counts,
-                                     level.positions, always=tree.depth == 0)
+        tree.grads = None if level is None else level.grads
 
     def _propose_splits(
         self, request: SumRequest, values: np.ndarray
     ) -> tuple[JsonDict, dict[int, NodeHist]]:
         layout, tree, level = self._current_layout(), self._tree, self._level
         if tree.grads is None or level is None:
-            raise ProtocolError(f"{request.step_id}: the level's counts are unavailable")
+            raise ProtocolError(f"{request.step_id}: {_NO_CACHE}")
         hists = tree.grads.decode(values, level.counts)
         for node, (parent, sibling) in tree.derive.items():
             if node in tree.open:
@@ -429,9 +425,17 @@ class GBDTTrainer:
             )
 
 
+_NO_CACHE = (
+    "this level's aggregates are not cached (a bank that restarts mid-tree must replay the "
+    "tree's steps through propose() before commit())"
+)
+
+
 @dataclass(frozen=True)
 class _Level:
-    """One level's consortium count histograms and candidate positions (cached, not state)."""
+    """One level's consortium count histograms, candidate positions and gradient request
+    layout (cached from the aggregate, not model state)."""
 
     counts: dict[int, np.ndarray]
     positions: dict[int, tuple[np.ndarray, ...]]
+    grads: GradLayout

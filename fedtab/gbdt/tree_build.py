@@ -41,6 +41,7 @@ class TreeBuild:
     phase: str = "counts"  # "counts" then "grads" at every depth
     open: list[int] = field(default_factory=list)
     grads: GradLayout | None = None
+    grads_length: int = 0
 
     def add_node(self, value: float, cover: float, count: int) -> int:
         for ints in (self.left, self.right, self.feature, self.split_bin):
