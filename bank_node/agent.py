@@ -56,7 +56,8 @@ class BankAgent:
     """One bank's long-running participant (see module docstring).
 
     ``bundle`` is a :class:`fedtab.consortium.BankBundle`; ``table`` the bank's validated
-    table; ``address`` overrides the bundle's aggregator address.
+    table; ``address`` overrides the bundle's aggregator address; ``holdout`` (optional) is the
+    bank's validated evaluation table, handed only to job kinds that score one (``evaluate``).
     """
 
     def __init__(
@@ -68,8 +69,10 @@ class BankAgent:
         workers: int = 1,
         poll_seconds: float = LONG_POLL_SECONDS,
         progress: Callable[[str], None] | None = None,
+        holdout: LocalTable | None = None,
     ) -> None:
         self.bundle = bundle
+        self.holdout = holdout
         self.name: str = bundle.name
         self.table = table
         self.public_key = bundle.public_key
@@ -146,7 +149,7 @@ class BankAgent:
             spec = JobSpec.from_dict(job.spec)
             ctx = JobContext(job.job_id, self.name, tuple(sorted(job.banks)), seed=spec.seed,
                              params=dict(spec.params))
-            trainer = create_trainer(spec, ctx, self.table)
+            trainer = create_trainer(spec, ctx, self.table, holdout=self.holdout)
             return _JobRun(self, job, ctx, trainer).run()
         except FedtabError as exc:
             if self._stop.is_set():

@@ -46,6 +46,9 @@ def bank() -> None:
 @click.argument("bundle_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", "data_path", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="The bank's table.")
+@click.option("--holdout", "holdout_path", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The bank's holdout table for evaluate jobs (validated like --data).")
 @click.option("--aggregator", "address", default=None, metavar="HOST:PORT",
               help="Aggregator address (default: the consortium's).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -53,7 +56,7 @@ def bank() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @reports_errors
 def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
-         verbose: bool) -> None:
+         verbose: bool, holdout_path: Path | None = None) -> None:
     """Join with the bank folder BUNDLE_DIR (e.g. DIR/banks/NAME) and serve jobs."""
     limit_threads()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
@@ -65,8 +68,13 @@ def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
     bundle = load_bank_bundle(bundle_dir)
     table = load_table(data_path, bundle.contract)
     click.echo(f"{bundle.name}: {data_path} matches the contract ({table.n_rows} rows)", err=True)
+    holdout = None
+    if holdout_path is not None:
+        holdout = load_table(holdout_path, bundle.contract)
+        click.echo(f"{bundle.name}: holdout {holdout_path} matches the contract "
+                   f"({holdout.n_rows} rows)", err=True)
     agent = BankAgent(bundle, table, address, workers=workers,
-                      progress=lambda line: click.echo(line, err=True))
+                      progress=lambda line: click.echo(line, err=True), holdout=holdout)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         agent.stop()

@@ -3,7 +3,7 @@
 A job file is TOML::
 
     [job]
-    kind = "gbdt"            # profile | gbdt | logreg
+    kind = "gbdt"            # profile | gbdt | logreg | evaluate
     seed = 0                 # optional; drives all shared randomness
     allow_two_banks = false  # optional; two banks can deduce each other's contributions
     bank_timeout = 600       # optional; seconds a bank may be silent before the job fails
@@ -12,7 +12,8 @@ A job file is TOML::
     n_estimators = 100
 
 Each kind maps to a :class:`~fedtab.protocol.steps.BankTrainer` class constructed as
-``cls(ctx, table)``; trainer modules are imported lazily.
+``cls(ctx, table)``, or ``cls(ctx, table, holdout)`` when the class sets ``needs_holdout =
+True`` (``evaluate``); trainer modules are imported lazily.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ TRAINERS: dict[str, str] = {
     "profile": "fedtab.profiling:ProfileTrainer",
     "gbdt": "fedtab.gbdt.trainer:GBDTTrainer",
     "logreg": "fedtab.logreg.trainer:LogRegTrainer",
+    "evaluate": "fedtab.consortium_eval.trainer:EvaluateTrainer",
 }
 
 MIN_BANKS = 3
@@ -111,13 +113,21 @@ class JobSpec:
             )
 
 
-def create_trainer(spec: JobSpec, ctx: JobContext, table: LocalTable) -> BankTrainer:
-    """Build this bank's trainer for a job of ``spec.kind``; raises :class:`ConfigError`."""
+def create_trainer(spec: JobSpec, ctx: JobContext, table: LocalTable,
+                   holdout: LocalTable | None = None) -> BankTrainer:
+    """Build this bank's trainer for a job of ``spec.kind``; raises :class:`ConfigError`.
+
+    ``holdout`` (the bank's evaluation table, if it has one) is passed only to kinds whose
+    class sets ``needs_holdout = True``.
+    """
     module_name, class_name = TRAINERS[spec.kind].split(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"job kind {spec.kind!r} is not available in this build") from exc
     trainer_class = getattr(module, class_name)
+    if getattr(trainer_class, "needs_holdout", False):
+        holder: BankTrainer = trainer_class(ctx, table, holdout)
+        return holder
     trainer: BankTrainer = trainer_class(ctx, table)
     return trainer

@@ -43,6 +43,10 @@ def run(operator_dir: Path, job_file: Path, out: Path, address: str | None,
     from fedtab.transport.operator_client import OperatorClient
 
     spec = JobSpec.load(job_file)
+    if spec.kind == "evaluate":  # the model travels inside the job spec
+        from fedtab.consortium_eval.model_param import embed_model
+
+        spec = embed_model(spec, job_file)
     bundle = load_operator_bundle(operator_dir)
     if spec.allow_two_banks and len(bundle.config.banks) == 2:
         click.echo("warning: two banks: each can deduce the other's contribution "
@@ -57,3 +61,5 @@ def run(operator_dir: Path, job_file: Path, out: Path, address: str | None,
     paths = write_artifacts(out, artifacts)
     click.echo(f"job {job_id} done in {time.monotonic() - started:.1f}s "
                f"({final.step_index} steps); wrote {', '.join(str(p) for p in paths)}", err=True)
+    if spec.kind == "evaluate" and "evaluation.txt" in artifacts:
+        click.echo(artifacts["evaluation.txt"].decode(), nl=False)
