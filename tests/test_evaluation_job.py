@@ -89,21 +89,12 @@ class EvalConsortium(InProcessConsortium):
 
     def __init__(self, consortium: Path, tables: Mapping[str, Path],
                  holdouts: Mapping[str, Path], state_dir: Path | None = None) -> None:
-        super().__init__(consortium, tables, state_dir=state_dir)
+        super().__init__(consortium, tables, state_dir=state_dir, on_agent=self._give_holdout)
         self.holdouts = {b: load_table(p, self.bank_bundles[b].contract)
                          for b, p in holdouts.items()}
 
-    def start_bank(self, bank: str) -> None:
-        import threading
-
-        from bank_node.agent import BankAgent
-
-        agent = BankAgent(self.bank_bundles[bank], self.tables[bank], self.address,
-                          poll_seconds=self.poll_seconds, holdout=self.holdouts.get(bank))
-        thread = threading.Thread(target=agent.run_forever, name=f"agent-{bank}", daemon=True)
-        self.agents[bank] = agent
-        self.threads[bank] = thread
-        thread.start()
+    def _give_holdout(self, agent: Any) -> None:
+        agent.holdout = self.holdouts.get(agent.name)
 
 
 def lists_in(value: Any, where: str = "") -> list[str]:
