@@ -26,12 +26,14 @@ every revealed node histogram covers at least ``min_child_samples`` rows (and th
 all sampled rows). The length of a ``grads`` request (seen by the aggregator) is the number of
 candidate positions of the level, a count-derived figure; pad it if that matters.
 
-Replay: the model state is a function of the table and the committed proposals. The exceptions
-are the subtraction trick and the gradient layout: a level needs the previous level's and its own
-count aggregates, which are cached when :meth:`GBDTTrainer.propose` produces the proposal that
-is then committed. A bank that restarts mid-tree must therefore replay that tree's steps through
-``propose`` (with the re-decrypted aggregates) before ``commit``; replaying finished trees needs
-only ``commit``.
+Replay: the model state is a function of the table and the committed proposals, and
+:meth:`GBDTTrainer.next_request` names every step after ``commit()``-only replay (a counts
+proposal carries the next request's length). The exceptions are the subtraction trick and the
+gradient layout: a level needs the previous level's and its own count aggregates, which are
+cached when :meth:`GBDTTrainer.propose` produces the proposal that is then committed. A bank that
+restarts mid-tree must replay the current tree's steps (at most ``2 * max_depth``) through
+``propose`` with the re-decrypted aggregates before ``commit``; ``propose`` on a step whose tree
+began before the replayed steps raises :class:`ProtocolError` (commit it without proposing).
 """
 
 from __future__ import annotations
