@@ -297,8 +297,12 @@ def test_embed_model_refuses_missing_and_huge_files(tmp_path: Path) -> None:
     job.write_text('[job]\nkind = "evaluate"\n[params]\nmodel = "nope.json"\n')
     with pytest.raises(ConfigError, match="cannot read model file"):
         embed_model(JobSpec.load(job), job)
-    (tmp_path / "nope.json").write_bytes(b" " * (7 << 20))
+    (tmp_path / "nope.json").write_bytes(b" " * (8 << 20))
     with pytest.raises(ConfigError, match="limited to"):
+        embed_model(JobSpec.load(job), job)
+    # Under the file limit, but JSON escaping of the text makes the submitted spec too large.
+    (tmp_path / "nope.json").write_text('"' * (4 << 20))
+    with pytest.raises(ConfigError, match=r"makes a 83888\d\d-byte job spec"):
         embed_model(JobSpec.load(job), job)
 
 

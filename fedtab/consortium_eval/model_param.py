@@ -4,8 +4,8 @@ The operator's job file names a model file (``[params] model = "out/model.json"`
 the job file). ``fedtab run`` reads it (:func:`embed_model`) and submits its JSON text as
 ``model_json`` together with its file name and SHA-256, so every bank scores byte-identical
 models without any file exchange. The whole job spec travels in one gRPC message (8 MiB limit,
-:mod:`fedtab.transport.options`), so models above :data:`MAX_MODEL_BYTES` are refused; a
-100-tree XGBoost JSON is 1-3 MB.
+:mod:`fedtab.transport.options`), so a spec above :data:`MAX_SPEC_BYTES` as submitted (JSON
+escaping included) is refused; a 100-tree XGBoost JSON is 0.5-3 MB.
 
 Banks load the text with :func:`load_model_text` (logreg or XGBoost JSON, through
 :mod:`fedtab.scoring`, so the same checks as ``fedtab evaluate`` apply).
@@ -20,9 +20,10 @@ from pathlib import Path
 
 from fedtab.errors import ConfigError, FedtabError
 from fedtab.jobs import JobSpec
+from fedtab.protocol.steps import canonical_json
 from fedtab.scoring import ScoringModel, load_model
 
-MAX_MODEL_BYTES = 6 << 20
+MAX_SPEC_BYTES = 7 << 20  # the submitted spec's JSON; gRPC messages are limited to 8 MiB
 MODEL_KEYS = ("model_json", "model_name", "model_sha256")
 
 
@@ -34,7 +35,7 @@ def embed_model(spec: JobSpec, job_file: Path) -> JobSpec:
 
     Raises:
         ConfigError: no ``model`` parameter, the file cannot be read or is not UTF-8 text, or
-            it is larger than :data:`MAX_MODEL_BYTES`.
+            the spec with the model would exceed :data:`MAX_SPEC_BYTES`.
     """
     params = dict(spec.params)
     if "model_json" in params and "model" not in params:
@@ -49,11 +50,8 @@ def embed_model(spec: JobSpec, job_file: Path) -> JobSpec:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read model file {path}: {exc.strerror}") from exc
-    if len(data) > MAX_MODEL_BYTES:
-        raise ConfigError(
-            f"model file {path} is {len(data)} bytes; an evaluate job carries the model in "
-            f"its job spec, limited to {MAX_MODEL_BYTES} bytes"
-        )
+    if len(data) > MAX_SPEC_BYTES:
+        raise _too_large(path, len(data))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -63,7 +61,18 @@ def embed_model(spec: JobSpec, job_file: Path) -> JobSpec:
         model_name=path.name,
         model_sha256=hashlib.sha256(data).hexdigest(),
     )
-    return replace(spec, params=params)
+    embedded = replace(spec, params=params)
+    size = len(canonical_json(embedded.to_dict()))
+    if size > MAX_SPEC_BYTES:
+        raise _too_large(path, size)
+    return embedded
+
+
+def _too_large(path: Path, size: int) -> ConfigError:
+    return ConfigError(
+        f"model file {path} makes a {size}-byte job spec; an evaluate job carries the model in "
+        f"its spec, limited to {MAX_SPEC_BYTES} bytes"
+    )
 
 
 def load_model_text(text: str, name: str = "model.json") -> ScoringModel:
