@@ -24,7 +24,13 @@ from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
 from fedtab.consortium import BankBundle
 from fedtab.crypto import Decryptor, Encryptor, encrypted_vector_from_bytes
 from fedtab.data.contract import LocalTable
-from fedtab.errors import FedtabError, JobFailedError, PeerUnavailableError, ReplayError
+from fedtab.errors import (
+    FedtabError,
+    JobFailedError,
+    PeerUnavailableError,
+    ProtocolError,
+    ReplayError,
+)
 from fedtab.jobs import JobSpec, create_trainer
 from fedtab.protocol.steps import (
     BankTrainer,
@@ -249,7 +255,16 @@ class _JobRun:
         data = self.client.download(DownloadKind.AGGREGATE, self.job.job_id, step.index)
         vector = encrypted_vector_from_bytes(data, self.agent.public_key)
         aggregate = self.agent._decryptor.decrypt(vector)
-        proposal = self.trainer.propose(step.request, aggregate)
+        try:
+            proposal = self.trainer.propose(step.request, aggregate)
+        except ProtocolError as exc:
+            # The window can start inside an earlier tree (or another dependency segment)
+            # whose first steps it no longer holds; those steps need commit() only. A step the
+            # live job depends on always re-proposes, as the window spans a whole segment.
+            self.agent._progress(
+                f"{self.agent.name}: step {step.index} replayed by commit only ({exc})"
+            )
+            return
         if proposal_digest(proposal) != proposal_digest(step.proposal):
             raise JobFailedError(
                 f"replaying step {step.index} ({step.request.step_id}) gives another proposal "

@@ -120,6 +120,27 @@ def test_bank_restarting_mid_job_catches_up(small_consortium, tmp_path: Path) ->
     assert artifacts == local_reference(consortium, tables, spec, job_id)
 
 
+def test_bank_rejoining_when_the_replay_window_starts_mid_tree(small_consortium,
+                                                              tmp_path: Path) -> None:
+    """A rejoin late in a long job: the replay window's first steps belong to an older tree."""
+    consortium, tables, _ = small_consortium
+    spec = JobSpec(kind="gbdt", params={**GBDT, "n_estimators": 12}, seed=5)
+    with InProcessConsortium(consortium, tables, state_dir=tmp_path / "state") as cons, \
+            cons.operator_client() as client:
+        job_id = client.submit(spec)
+        status = client.status(job_id)
+        while status.step_index < 50 and status.state not in ("done", "failed"):
+            status = client.status(job_id, wait=2.0, known_version=status.version)
+        assert status.state == "running"
+        cons.stop_bank(BANKS[2])
+        cons.start_bank(BANKS[2])
+        final = client.wait(job_id, timeout=180)
+        artifacts = client.fetch_artifacts(job_id)
+    assert final.state == "done"
+    assert final.step_index > 50 + 5
+    assert artifacts == local_reference(consortium, tables, spec, job_id)
+
+
 def test_trainer_error_fails_the_job_with_its_reason(small_consortium) -> None:
     from fedtab.errors import JobFailedError
 
