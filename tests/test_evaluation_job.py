@@ -152,6 +152,15 @@ def test_binned_metrics_are_sklearn_on_bin_indices() -> None:
             assert got[key] <= exact[key] + 1e-12  # binned recall never overstates
 
 
+def test_score_bins_cover_the_unit_interval_in_logit_steps() -> None:
+    edges = np.array([0.0, 1e-300, 1.0 / (1.0 + np.exp(16.0)), 0.5, 1.0 - 1e-16, 1.0])
+    assert score_bins(edges, 8192).tolist() == [0, 0, 0, 4096, 8191, 8191]
+    logit = np.linspace(-15.9, 15.9, 50)
+    index = score_bins(1.0 / (1.0 + np.exp(-logit)), 8192)
+    assert np.all(np.diff(index) > 0)
+    assert np.allclose(index, np.floor((logit + 16.0) * 8192 / 32.0), atol=1)
+
+
 def test_binning_gap_to_exact_is_tiny_with_default_bins() -> None:
     rng = np.random.default_rng(5)
     y = (rng.random(100_000) < 0.01).astype(float)
