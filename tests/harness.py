@@ -9,7 +9,9 @@ runs the gRPC server and bank agents as threads of the test process (fast, same 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -119,6 +121,81 @@ class ServiceProcess:
         if self.alive():
             self.process.kill()
         return self.process.wait()
+
+
+class LinkProxy:
+    """A TCP relay from a loopback port to ``target`` (``HOST:PORT``) whose link can be cut.
+
+    ``cut()`` drops every open connection and refuses new ones (as a network outage does to a
+    process that stays alive); ``restore()`` lets connections through again. Point a bank's
+    ``--aggregator`` at :attr:`address`. TLS passes through untouched.
+    """
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.refused = 0  # connection attempts while cut
+        self._up = threading.Event()
+        self._up.set()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="link-proxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            if not self._up.is_set():
+                self.refused += 1
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            with self._lock:
+                self._open += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Drop every open connection and refuse new ones until :meth:`restore`."""
+        self._up.clear()
+        with self._lock:
+            dropped, self._open = self._open, []
+        for sock in dropped:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def restore(self) -> None:
+        self._up.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.cut()
+        self.sock.close()
 
 
 def stop_all(processes: Sequence[ServiceProcess | None], timeout: float = 10.0) -> None:

@@ -6,6 +6,8 @@ processes on OS-chosen loopback ports (mTLS), the operator is ``fedtab run``; th
   within its ``[job] bank_timeout``, and finishes after the restart with the same model;
 - the aggregator killed mid-job and restarted on the same ``--state``: the job resumes at the
   first uncommitted step (earlier checkpoint files untouched) and the model is the same;
+- a bank's network link drops mid-job (the process stays up): the job waits, the bank
+  retries, and after the link is back the job finishes with the same model;
 - a bank that never comes back: ``fedtab run`` fails after the bank timeout with one line
   naming the bank; the checkpoint loads, a restarted aggregator serves it, the banks that
   stayed are unharmed and the consortium runs the next job.
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 from harness import (
     BANKS,
+    LinkProxy,
     ServiceProcess,
     local_reference,
     make_frames,
@@ -57,7 +60,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 class Run:
     """One consortium of processes for one test; ``close`` stops every process it started."""
 
-    def __init__(self, world: dict[str, Any], tmp: Path, bank_timeout: float) -> None:
+    def __init__(self, world: dict[str, Any], tmp: Path, bank_timeout: float,
+                 proxied: str | None = None) -> None:
         self.world = world
         self.tmp = tmp
         self.logs = tmp / "logs"
@@ -66,7 +70,9 @@ class Run:
         self.aggregator, self.address = start_aggregator(world["consortium"], self.logs,
                                                          self.state)
         self.port = self.address.rsplit(":", 1)[1]
-        self.banks = {b: self.bank(b) for b in BANKS}
+        self.proxy = LinkProxy(self.address) if proxied else None
+        self.banks = {b: self.bank(b, self.proxy.address if self.proxy and b == proxied
+                                   else None) for b in BANKS}
         job = write_job(tmp / "gbdt.toml", kind="gbdt", params=GBDT,
                         extra_job=f"seed = {SEED}\nbank_timeout = {bank_timeout}")
         self.operator = ServiceProcess("operator", [
@@ -74,9 +80,9 @@ class Run:
             "--aggregator", self.address, "--timeout", "300"], self.logs)
         self.processes += [self.aggregator, self.operator]
 
-    def bank(self, name: str) -> ServiceProcess:
+    def bank(self, name: str, address: str | None = None) -> ServiceProcess:
         process = start_bank(self.world["consortium"], name, self.world["tables"][name],
-                             self.address, self.logs)
+                             address or self.address, self.logs)
         self.processes.append(process)
         return process
 
@@ -117,14 +123,16 @@ class Run:
 
     def close(self) -> None:
         stop_all(self.processes)
+        if self.proxy is not None:
+            self.proxy.close()
 
 
 @pytest.fixture()
 def run_factory(world: dict[str, Any], tmp_path: Path) -> Any:
     runs: list[Run] = []
 
-    def make(bank_timeout: float) -> Run:
-        runs.append(Run(world, tmp_path, bank_timeout))
+    def make(bank_timeout: float, proxied: str | None = None) -> Run:
+        runs.append(Run(world, tmp_path, bank_timeout, proxied))
         return runs[-1]
 
     yield make
@@ -170,6 +178,11 @@ def test_aggregator_killed_mid_job_resumes_with_the_same_model(run_factory: Any)
     run.aggregator.kill()  # crash: no clean shutdown
     before = {p.name: p.stat().st_mtime_ns for p in (job_dir / "steps").glob("*.json")}
     assert len(before) >= 5 and not (job_dir / "artifacts").exists()
+    # What a crash in the middle of a checkpoint write leaves: torn temporary files.
+    torn = [job_dir / "steps" / ".000099.json.x1.tmp", job_dir / ".job.json.x2.tmp",
+            job_dir / "steps" / ".000099.agg.x3.tmp"]
+    for path in torn:
+        path.write_bytes(b'{"index": 99, "requ')
     restarted = run.restart_aggregator("aggregator2")
     assert run.operator.process.wait(timeout=300) == 0, run.operator.output() + \
         restarted.output()
@@ -232,3 +245,24 @@ def test_bank_that_never_returns_fails_the_job_by_name(run_factory: Any) -> None
     assert json.loads((run.tmp / "out2" / "result.json").read_text())["rows_total"] == \
         sum(300 + 37 * i for i in range(3))
     print(f"\n{message} (after {waited:.1f}s)")
+
+
+def test_link_dropped_mid_job_is_survived_without_restart(run_factory: Any) -> None:
+    run = run_factory(bank_timeout=60, proxied="bank_b")
+    job_dir = run.wait_committed(3)
+    assert run.proxy is not None
+    run.proxy.cut()
+    cut = time.monotonic()
+    with run.operator_client() as client:
+        status = poll(client, job_dir.name, lambda s: s.waiting_for == ("bank_b",))
+        time.sleep(max(0.0, cut + 4 - time.monotonic()))
+        later = client.status(job_dir.name)
+    assert status.state == later.state == "running" and later.waiting_for == ("bank_b",)
+    assert run.banks["bank_b"].alive()
+    run.proxy.restore()
+    assert run.operator.process.wait(timeout=300) == 0, run.operator.output()
+    assert (run.tmp / "out" / "model.json").read_bytes() == run.expected_model(job_dir.name)
+    log = run.banks["bank_b"].output()
+    retries = [line for line in log.splitlines() if "unreachable" in line]
+    assert retries and "replayed" not in log, log[-3000:]
+    print(f"\nbank_b while its link was down: {retries[0].split(' INFO ')[-1]}")
