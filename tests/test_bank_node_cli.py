@@ -19,21 +19,32 @@ def two_banks(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("cli")
     frames = make_frames(banks=("bank_a", "bank_b"), rows=120)
     contract, tables = write_tables(root / "data", frames)
-    consortium = new_consortium(root / "consortium", contract, banks=("bank_a", "bank_b"),
-                                key_bits=1024)
+    consortium = new_consortium(
+        root / "consortium", contract, banks=("bank_a", "bank_b"), key_bits=1024
+    )
     return {"consortium": consortium, "tables": tables, "root": root}
 
 
-def test_bank_join_refuses_a_table_that_breaks_the_contract(two_banks: dict,
-                                                            tmp_path: Path) -> None:
+def test_bank_join_refuses_a_table_that_breaks_the_contract(
+    two_banks: dict, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.csv"
     text = two_banks["tables"]["bank_a"].read_text().splitlines()
     text[3] = text[3].replace(text[3].split(",")[2], "teleport")  # unknown category
     bad.write_text("\n".join(text) + "\n")
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["bank", "join", str(two_banks["consortium"] / "banks" /
-                                                           "bank_a"),
-                                      "--data", str(bad), "--aggregator", "127.0.0.1:9"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bank",
+            "join",
+            str(two_banks["consortium"] / "banks" / "bank_a"),
+            "--data",
+            str(bad),
+            "--aggregator",
+            "127.0.0.1:9",
+        ],
+    )
     assert result.exit_code == 5, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: DataContractError")
@@ -42,17 +53,25 @@ def test_bank_join_refuses_a_table_that_breaks_the_contract(two_banks: dict,
 
 
 def test_aggregator_serve_rejects_a_bad_listen_address(two_banks: dict) -> None:
-    result = CliRunner().invoke(cli, ["aggregator", "serve", str(two_banks["consortium"] /
-                                                                  "aggregator"),
-                                      "--listen", "nowhere"])
+    result = CliRunner().invoke(
+        cli,
+        ["aggregator", "serve", str(two_banks["consortium"] / "aggregator"), "--listen", "nowhere"],
+    )
     assert result.exit_code == 2
     assert "error: ConfigError" in result.output
 
 
 def test_aggregator_refuses_a_bank_folder(two_banks: dict) -> None:
-    result = CliRunner().invoke(cli, ["aggregator", "serve", str(two_banks["consortium"] /
-                                                                  "banks" / "bank_a"),
-                                      "--listen", "127.0.0.1:0"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "aggregator",
+            "serve",
+            str(two_banks["consortium"] / "banks" / "bank_a"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
     assert result.exit_code != 0
     assert result.output.startswith("error: ")
 
@@ -61,15 +80,35 @@ def test_run_with_two_banks_needs_the_override(two_banks: dict, tmp_path: Path) 
     consortium = two_banks["consortium"]
     with InProcessConsortium(consortium, two_banks["tables"]) as cons:
         plain = write_job(tmp_path / "plain.toml")
-        result = CliRunner().invoke(cli, ["run", str(consortium / "operator"), str(plain),
-                                          "--aggregator", cons.address, "--out",
-                                          str(tmp_path / "out")])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "run",
+                str(consortium / "operator"),
+                str(plain),
+                "--aggregator",
+                cons.address,
+                "--out",
+                str(tmp_path / "out"),
+            ],
+        )
         assert result.exit_code == 7, result.output
         assert "allow_two_banks" in result.output
         override = write_job(tmp_path / "two.toml", extra_job="allow_two_banks = true")
-        result = CliRunner().invoke(cli, ["run", str(consortium / "operator"), str(override),
-                                          "--aggregator", cons.address, "--out",
-                                          str(tmp_path / "out"), "--timeout", "60"])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "run",
+                str(consortium / "operator"),
+                str(override),
+                "--aggregator",
+                cons.address,
+                "--out",
+                str(tmp_path / "out"),
+                "--timeout",
+                "60",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert "warning: two banks" in result.output
         result_json = json.loads((tmp_path / "out" / "result.json").read_text())
@@ -80,10 +119,32 @@ def test_progress_lines_show_round_and_eta() -> None:
     from fedtab.cli.progress import describe
     from fedtab.transport.messages import JobStatus
 
-    status = JobStatus("job-1", "running", step_index=12, step_id="tree/4/depth/2/grads",
-                       phase="decrypt", elapsed_seconds=50.0, waiting_for=("bank_b",))
+    status = JobStatus(
+        "job-1",
+        "running",
+        step_index=12,
+        step_id="tree/4/depth/2/grads",
+        phase="decrypt",
+        elapsed_seconds=50.0,
+        waiting_for=("bank_b",),
+    )
     line = describe(status, total_rounds=10)
     assert "step 12" in line and "tree 5/10" in line and "ETA 75s" in line
     assert "waiting for bank_b" in line
     waiting = JobStatus("job-1", "waiting", waiting_for=("bank_a", "bank_c"))
     assert describe(waiting).endswith("waiting for banks: bank_a, bank_c")
+
+
+def test_progress_printer_prints_once_per_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    from fedtab.cli.progress import ProgressPrinter
+    from fedtab.transport.messages import JobStatus
+
+    printer = ProgressPrinter(total_rounds=2, every=3600.0)
+    step_ids = ["bins", "", "tree/0/depth/0/counts", "", "tree/0/depth/0/grads", "",
+                "tree/1/depth/0/counts", "tree/1/depth/0/grads"]
+    for index, step_id in enumerate(step_ids):
+        printer(JobStatus(job_id="j", state="running", step_index=index, step_id=step_id,
+                          elapsed_seconds=float(index + 1)))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3  # bins, tree 1/2, tree 2/2
+    assert "tree 2/2" in lines[-1] and "ETA" in lines[-1]

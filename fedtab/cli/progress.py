@@ -65,6 +65,8 @@ class ProgressPrinter:
         self._last_time = 0.0
 
     def __call__(self, status: JobStatus) -> None:
+        if status.state == "running" and not status.step_id:
+            return  # a step that no bank has named yet: nothing new to show
         label, _ = round_of(status, self.total_rounds)
         key = (status.state, label or str(status.step_index))
         now = time.monotonic()
