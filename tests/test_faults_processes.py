@@ -9,7 +9,8 @@ processes on OS-chosen loopback ports (mTLS), the operator is ``fedtab run``; th
 - a bank's network link drops mid-job (the process stays up): the job waits, the bank
   retries, and after the link is back the job finishes with the same model;
 - a bank that never comes back: ``fedtab run`` fails after the bank timeout with one line
-  naming the bank; the checkpoint loads, a restarted aggregator serves it, the banks that
+  naming the bank (``aggregator serve --bank-timeout``; the other tests set ``[job]
+  bank_timeout``); the checkpoint loads, a restarted aggregator serves it, the banks that
   stayed are unharmed and the consortium runs the next job.
 
 "The same model" is byte-identical to the in-memory runner (``local_reference``), which the
@@ -60,21 +61,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 class Run:
     """One consortium of processes for one test; ``close`` stops every process it started."""
 
-    def __init__(self, world: dict[str, Any], tmp: Path, bank_timeout: float,
-                 proxied: str | None = None) -> None:
+    def __init__(self, world: dict[str, Any], tmp: Path, bank_timeout: float | None,
+                 proxied: str | None = None, serve_args: tuple[str, ...] = ()) -> None:
         self.world = world
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.state = tmp / "state"
         self.processes: list[ServiceProcess | None] = []
+        self.serve_args = serve_args
         self.aggregator, self.address = start_aggregator(world["consortium"], self.logs,
-                                                         self.state)
+                                                         self.state, extra=serve_args)
         self.port = self.address.rsplit(":", 1)[1]
         self.proxy = LinkProxy(self.address) if proxied else None
         self.banks = {b: self.bank(b, self.proxy.address if self.proxy and b == proxied
                                    else None) for b in BANKS}
+        timeout = "" if bank_timeout is None else f"\nbank_timeout = {bank_timeout}"
         job = write_job(tmp / "gbdt.toml", kind="gbdt", params=GBDT,
-                        extra_job=f"seed = {SEED}\nbank_timeout = {bank_timeout}")
+                        extra_job=f"seed = {SEED}{timeout}")
         self.operator = ServiceProcess("operator", [
             "run", str(world["consortium"] / "operator"), str(job), "--out", str(tmp / "out"),
             "--aggregator", self.address, "--timeout", "300"], self.logs)
@@ -92,7 +95,7 @@ class Run:
         process = ServiceProcess(name, [
             "aggregator", "serve", str(self.world["consortium"] / "aggregator"), "--listen",
             f"127.0.0.1:{self.port}", "--state", str(self.state), "--port-file",
-            str(port_file)], self.logs)
+            str(port_file), *self.serve_args], self.logs)
         self.processes.append(process)
         deadline = time.monotonic() + 60
         while not port_file.exists():
@@ -131,8 +134,9 @@ class Run:
 def run_factory(world: dict[str, Any], tmp_path: Path) -> Any:
     runs: list[Run] = []
 
-    def make(bank_timeout: float, proxied: str | None = None) -> Run:
-        runs.append(Run(world, tmp_path, bank_timeout, proxied))
+    def make(bank_timeout: float | None, proxied: str | None = None,
+             serve_args: tuple[str, ...] = ()) -> Run:
+        runs.append(Run(world, tmp_path, bank_timeout, proxied, serve_args))
         return runs[-1]
 
     yield make
@@ -200,7 +204,7 @@ def test_aggregator_killed_mid_job_resumes_with_the_same_model(run_factory: Any)
 def test_bank_that_never_returns_fails_the_job_by_name(run_factory: Any) -> None:
     from aggregator.checkpoint import JobStore
 
-    run = run_factory(bank_timeout=4)
+    run = run_factory(bank_timeout=None, serve_args=("--bank-timeout", "4"))  # the CLI's knob
     job_dir = run.wait_committed(2)
     run.banks["bank_c"].kill()
     killed = time.monotonic()
