@@ -93,7 +93,7 @@ class StepState:
             return vector
         if upload.kind is PayloadKind.PROPOSAL:
             try:
-                proposal = json.loads(upload.payload)
+                proposal = json.loads(upload.payload.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise WireFormatError(f"proposal is not JSON: {exc}") from exc
             if not isinstance(proposal, dict):

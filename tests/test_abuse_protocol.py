@@ -223,7 +223,8 @@ def test_abuse_is_refused_and_the_honest_job_completes(world: dict[str, Any],
         evil.refused("garbage contribution", Code.INVALID_ARGUMENT, "bad magic",
                      lambda: upload(bank_c, contribution(rng.bytes(4096))))
         proposal_tag = contribution(b"").tag
-        evil.refused("garbage proposal", Code.INVALID_ARGUMENT, "proposal is not JSON",
+        evil.refused("garbage proposal", Code.INVALID_ARGUMENT,
+                     "proposal is not JSON: 'utf-8' codec can't decode byte 0xff",
                      lambda: upload(bank_c, Upload(PayloadKind.PROPOSAL, proposal_tag,
                                                    b"\xff\x00garbage")))
         header = next(iter(convert.upload_to_proto(contribution(good))))
@@ -253,6 +254,20 @@ def test_abuse_is_refused_and_the_honest_job_completes(world: dict[str, Any],
                      lambda: bank_c.PollStep(pb.PollStepRequest(
                          bank="bank_c", job_id="job-9999-abcdef"), timeout=5))
 
+        evil.refused("committed steps from a negative index", Code.FAILED_PRECONDITION,
+                     "from_index must be >= 0", lambda: list(bank_c.Download(pb.DownloadRequest(
+                         kind="COMMITTED", job_id=job_id, from_index=-5), timeout=5)))
+        evil.refused("unknown download kind", Code.INVALID_ARGUMENT,
+                     "unknown download kind 99", lambda: list(bank_c.Download(
+                         pb.DownloadRequest(kind=99, job_id=job_id), timeout=5)))
+        evil.refused("operator: job spec that is not JSON", Code.INVALID_ARGUMENT,
+                     "job spec is not valid JSON", lambda: operator.SubmitJob(
+                         pb.SubmitJobRequest(spec_json="{not json"), timeout=5))
+        evil.refused("operator: unknown job kind", Code.INVALID_ARGUMENT,
+                     "unknown job kind 'rootkit'", lambda: operator.SubmitJob(
+                         pb.SubmitJobRequest(spec_json='{"job": {"kind": "rootkit"}}'),
+                         timeout=5))
+
         # Nothing the attacker sent was recorded: the step still waits for bank_c alone.
         status = client.status(job_id)
         assert (status.state, status.step_index, status.phase, status.waiting_for) == \
@@ -278,7 +293,7 @@ def test_abuse_is_refused_and_the_honest_job_completes(world: dict[str, Any],
         # TLS handshake and gRPC size-limit refusals happen before any servicer code runs.
         if code not in ("UNAVAILABLE", "RESOURCE_EXHAUSTED"):
             assert details.split(": ", 1)[-1] in logged, f"not logged: {case}"
-    assert len(evil.seen) == 27
+    assert len(evil.seen) == 31
     print("\nabuse case | status | message")
     for case, code, details in evil.seen:
         print(f"{case} | {code} | {details}")
