@@ -37,6 +37,7 @@ class StoredJob:
     committed: list[CommittedStep] = field(default_factory=list)
     aggregates: dict[int, bytes] = field(default_factory=dict)
     artifacts: dict[str, bytes] | None = None
+    folder: str = ""  # the job's checkpoint folder name (for error messages)
 
 
 class JobStore:
@@ -100,7 +101,7 @@ class JobStore:
                 for p in (job_dir / "steps").glob("*.agg")
                 if p.stem.isdigit()
             }
-            jobs.append(StoredJob(record, committed, aggregates, artifacts))
+            jobs.append(StoredJob(record, committed, aggregates, artifacts, job_dir.name))
         jobs.sort(key=lambda j: int(j.record.get("seq", 0)))
         return jobs
 
@@ -111,10 +112,14 @@ class JobStore:
             return []
         out = []
         for i, path in enumerate(sorted(steps_dir.glob("[0-9]*.json"))):
-            data = json.loads(path.read_text())
-            if int(data["index"]) != i:
+            try:
+                data = json.loads(path.read_text())
+                index = int(data["index"])
+                step = CommittedStep(i, SumRequest.from_dict(data["request"]),
+                                     dict(data["proposal"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"steps/{path.name}: {exc!s}") from exc
+            if index != i:
                 raise CheckpointError(f"{job_dir.name}: committed step {i} is missing")
-            out.append(
-                CommittedStep(i, SumRequest.from_dict(data["request"]), dict(data["proposal"]))
-            )
+            out.append(step)
         return out

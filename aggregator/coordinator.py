@@ -27,6 +27,7 @@ from aggregator.step_state import StepState, status_done_my_part
 from fedtab.crypto import PublicKey
 from fedtab.errors import (
     AuthenticationError,
+    CheckpointError,
     ConfigError,
     FedtabError,
     JobFailedError,
@@ -430,7 +431,13 @@ class Coordinator:
 
     def _resume(self, store: JobStore) -> None:
         for stored in store.load_all():
-            job = Job.from_stored(stored)
+            try:
+                job = Job.from_stored(stored)
+            except (KeyError, TypeError, ValueError, FedtabError) as exc:
+                what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise CheckpointError(
+                    f"checkpoint of {stored.folder} unreadable: {what}"
+                ) from exc
             if job.state in (JobState.RUNNING, JobState.WAITING):
                 # The uncommitted step restarts; banks resend idempotently.
                 job.state = JobState.QUEUED
