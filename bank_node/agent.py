@@ -63,7 +63,8 @@ class BankAgent:
 
     ``bundle`` is a :class:`fedtab.consortium.BankBundle`; ``table`` the bank's validated
     table; ``address`` overrides the bundle's aggregator address; ``holdout`` (optional) is the
-    bank's validated evaluation table, handed only to job kinds that score one (``evaluate``).
+    bank's validated evaluation table, handed only to job kinds that score one (``evaluate``);
+    ``give_up_after`` bounds how long an unreachable aggregator is retried (None: forever).
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class BankAgent:
         poll_seconds: float = LONG_POLL_SECONDS,
         progress: Callable[[str], None] | None = None,
         holdout: LocalTable | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         self.bundle = bundle
         self.holdout = holdout
@@ -87,7 +89,7 @@ class BankAgent:
         self._progress = progress or (lambda line: log.info("%s", line))
         self._stop = threading.Event()
         self.client = BankClient(bundle.tls, self.address, self.name,
-                                 should_stop=self._stop.is_set)
+                                 should_stop=self._stop.is_set, give_up_after=give_up_after)
         self._encryptor = Encryptor(self.public_key, workers=workers)
         self._decryptor = Decryptor(bundle.private_key, workers=workers)
         self._shard_key: bytes = bundle.shard_key

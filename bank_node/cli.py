@@ -53,10 +53,14 @@ def bank() -> None:
               help="Aggregator address (default: the consortium's).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Crypto worker processes.")
+@click.option("--give-up-after", type=click.FloatRange(min=0), default=600.0,
+              show_default=True, metavar="SECONDS",
+              help="Exit (code 8) when the aggregator stays unreachable this long; 0: never.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @reports_errors
 def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
-         verbose: bool, holdout_path: Path | None = None) -> None:
+         verbose: bool, holdout_path: Path | None = None,
+         give_up_after: float = 600.0) -> None:
     """Join with the bank folder BUNDLE_DIR (e.g. DIR/banks/NAME) and serve jobs."""
     limit_threads()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
@@ -74,7 +78,8 @@ def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
         click.echo(f"{bundle.name}: holdout {holdout_path} matches the contract "
                    f"({holdout.n_rows} rows)", err=True)
     agent = BankAgent(bundle, table, address, workers=workers,
-                      progress=lambda line: click.echo(line, err=True), holdout=holdout)
+                      progress=lambda line: click.echo(line, err=True), holdout=holdout,
+                      give_up_after=give_up_after or None)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         agent.stop()

@@ -31,9 +31,12 @@ class BankClient:
     """One bank's connection to the aggregator at ``address``."""
 
     def __init__(self, identity: TlsIdentity, address: str, bank: str,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 should_stop: Callable[[], bool] = lambda: False,
+                 give_up_after: float | None = None) -> None:
+        """``give_up_after``: seconds an unreachable aggregator is retried (None: forever)."""
         self.address = address
         self.bank = bank
+        self.give_up_after = give_up_after
         self._channel = open_channel(identity, address)
         self._stub = aggregator_stub(self._channel)
         self._should_stop = should_stop
@@ -43,7 +46,8 @@ class BankClient:
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
-            return call_with_retry(fn, self.address, should_stop=self._should_stop)
+            return call_with_retry(fn, self.address, should_stop=self._should_stop,
+                                   give_up_after=self.give_up_after)
         except ValueError as exc:  # grpc: "Cannot invoke RPC on closed channel" after stop()
             if self._should_stop():
                 raise PeerUnavailableError(f"{self.bank}: stopped ({exc})") from None

@@ -148,3 +148,28 @@ def test_progress_printer_prints_once_per_tree(capsys: pytest.CaptureFixture[str
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3  # bins, tree 1/2, tree 2/2
     assert "tree 2/2" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_join_gives_up_on_an_unreachable_aggregator(two_banks: dict) -> None:
+    """An aggregator that never answers: one line, exit code 8, within the bound."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "fedtab.cli.main", "bank", "join",
+         str(two_banks["consortium"] / "banks" / "bank_a"), "--data",
+         str(two_banks["tables"]["bank_a"]), "--aggregator", f"127.0.0.1:{port}",
+         "--give-up-after", "2"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert time.monotonic() - started < 60
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 8, result.stderr
+    assert len(errors) == 1 and "unreachable" in errors[0]
+    assert "Traceback" not in result.stderr
