@@ -386,7 +386,9 @@ class Coordinator:
         if job.state in (JobState.DONE, JobState.FAILED):
             return
         job.state = JobState.FAILED
-        job.message = exc.one_line()
+        # A plain JobFailedError needs no class prefix: the operator's error already says the
+        # job failed. Specific causes (ProposalMismatchError, ...) keep their name.
+        job.message = " ".join(str(exc).split()) if type(exc) is JobFailedError else exc.one_line()
         job.step = None
         self._save(job)
         log.error("job %s failed: %s", job.job_id, job.message)

@@ -215,7 +215,7 @@ def test_bank_that_never_returns_fails_the_job_by_name(run_factory: Any) -> None
     assert len(lines) == 1 and "Traceback" not in run.operator.output()
     message = lines[0]
     assert message.startswith(f"error: JobFailedError: job {job_dir.name} failed: "
-                              "JobFailedError: bank(s) bank_c absent for more than 4 s "
+                              "bank(s) bank_c absent for more than 4 s "
                               "(bank_timeout) at step "), message
     assert 2 <= waited < 60, waited  # the bank may have been silent a moment before the kill
     assert not (run.tmp / "out").exists()  # nothing half-written by the operator
