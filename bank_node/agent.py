@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable
 
 from bank_node.client import BankClient
+from bank_node.policy import BankPolicy, PolicyRefusal
 from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
 from fedtab.consortium import BankBundle
 from fedtab.crypto import Decryptor, Encryptor, encrypted_vector_from_bytes
 from fedtab.data.contract import LocalTable
 from fedtab.errors import (
+    ConfigError,
     FedtabError,
     JobFailedError,
     PeerUnavailableError,
@@ -64,7 +66,8 @@ class BankAgent:
     ``bundle`` is a :class:`fedtab.consortium.BankBundle`; ``table`` the bank's validated
     table; ``address`` overrides the bundle's aggregator address; ``holdout`` (optional) is the
     bank's validated evaluation table, handed only to job kinds that score one (``evaluate``);
-    ``give_up_after`` bounds how long an unreachable aggregator is retried (None: forever).
+    ``give_up_after`` bounds how long an unreachable aggregator is retried (None: forever);
+    ``policy`` is what this bank agrees to compute (privacy floor, models it will score).
     """
 
     def __init__(
@@ -78,9 +81,11 @@ class BankAgent:
         progress: Callable[[str], None] | None = None,
         holdout: LocalTable | None = None,
         give_up_after: float | None = None,
+        policy: BankPolicy | None = None,
     ) -> None:
         self.bundle = bundle
         self.holdout = holdout
+        self.policy = policy or BankPolicy()
         self.name: str = bundle.name
         self.table = table
         self.public_key = bundle.public_key
@@ -155,6 +160,7 @@ class BankAgent:
         """Take part in ``job`` until it is done or failed; returns the final state."""
         try:
             spec = JobSpec.from_dict(job.spec)
+            self.policy.check(spec)
             ctx = JobContext(job.job_id, self.name, tuple(sorted(job.banks)), seed=spec.seed,
                              params=dict(spec.params))
             trainer = create_trainer(spec, ctx, self.table, holdout=self.holdout)
@@ -164,11 +170,11 @@ class BankAgent:
                 return "stopped"
             if isinstance(exc, PeerUnavailableError):
                 raise
-            reason = exc.one_line()
+            self._progress(f"{self.name}: job {job.job_id} failed here: {exc.one_line()}")
+            reason = _shareable_reason(exc, self.name)
         except Exception as exc:  # a bug: keep the traceback in the log, fail the job
             log.exception("%s: job %s crashed", self.name, job.job_id)
-            reason = f"internal error {type(exc).__name__}: {exc}"
-        self._progress(f"{self.name}: job {job.job_id} failed here: {reason}")
+            reason = f"internal error {type(exc).__name__} at bank {self.name}"
         self.abort(job.job_id, reason)
         return JobState.FAILED.value
 
@@ -179,6 +185,17 @@ class BankAgent:
             self.client.upload(Upload(PayloadKind.ABORT, tag, reason.encode()))
         except FedtabError as exc:
             log.warning("%s: could not report the failure: %s", self.name, exc.one_line())
+
+
+def _shareable_reason(exc: FedtabError, bank: str) -> str:
+    """What the aggregator and operator may read of why this bank cannot run a job.
+
+    Parameter errors and this bank's own refusals name parameters only; anything about the
+    bank's data (row counts, values) stays in the bank's log.
+    """
+    if isinstance(exc, ConfigError | PolicyRefusal):
+        return exc.one_line()
+    return f"{type(exc).__name__} at bank {bank} (details in that bank's log)"
 
 
 class _JobRun:
@@ -208,6 +225,8 @@ class _JobRun:
             while not agent._stop.is_set():
                 if status.job_state in (JobState.DONE.value, JobState.FAILED.value):
                     verb = "finished" if status.job_state == JobState.DONE.value else "failed"
+                    if status.job_state == JobState.DONE.value:
+                        agent.policy.record_result(self.trainer.result())
                     agent._progress(f"{agent.name}: job {self.job.job_id} {verb}"
                                     + (f": {status.message}" if status.message else ""))
                     return status.job_state

@@ -15,6 +15,7 @@ from types import FrameType
 
 import click
 
+from bank_node.policy import DEFAULT_PRIVACY_FLOOR
 from fedtab.cli.edge import reports_errors
 
 SINGLE_THREAD_ENV = {
@@ -56,16 +57,26 @@ def bank() -> None:
 @click.option("--give-up-after", type=click.FloatRange(min=0), default=600.0,
               show_default=True, metavar="SECONDS",
               help="Exit (code 8) when the aggregator stays unreachable this long; 0: never.")
+@click.option("--privacy-floor", type=click.IntRange(min=1), default=DEFAULT_PRIVACY_FLOOR,
+              show_default=True, metavar="ROWS",
+              help="Refuse jobs whose released statistics may cover fewer rows "
+              "(gbdt min_child_samples, evaluate min_rows).")
+@click.option("--approve-model", "approved_models", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A model file this bank agrees to evaluate although it did not help train "
+              "it (repeatable).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @reports_errors
 def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
          verbose: bool, holdout_path: Path | None = None,
-         give_up_after: float = 600.0) -> None:
+         give_up_after: float = 600.0, privacy_floor: int = DEFAULT_PRIVACY_FLOOR,
+         approved_models: tuple[Path, ...] = ()) -> None:
     """Join with the bank folder BUNDLE_DIR (e.g. DIR/banks/NAME) and serve jobs."""
     limit_threads()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from bank_node.agent import BankAgent
+    from bank_node.policy import BankPolicy
     from fedtab.consortium import load_bank_bundle
     from fedtab.data.validate import load_table
 
@@ -77,9 +88,10 @@ def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
         holdout = load_table(holdout_path, bundle.contract)
         click.echo(f"{bundle.name}: holdout {holdout_path} matches the contract "
                    f"({holdout.n_rows} rows)", err=True)
+    policy = BankPolicy.for_bundle(bundle_dir, privacy_floor, approved_models)
     agent = BankAgent(bundle, table, address, workers=workers,
                       progress=lambda line: click.echo(line, err=True), holdout=holdout,
-                      give_up_after=give_up_after or None)
+                      give_up_after=give_up_after or None, policy=policy)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         agent.stop()

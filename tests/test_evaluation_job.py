@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 from harness import BANKS, InProcessConsortium, new_consortium
 
+from bank_node.policy import model_digest
 from fedtab.consortium_eval.binned import binned_metrics, score_bins, score_histogram
 from fedtab.consortium_eval.model_param import embed_model
 from fedtab.data.contract import DataContract, LocalTable
@@ -88,13 +89,18 @@ class EvalConsortium(InProcessConsortium):
     """The in-process consortium with each bank agent given its holdout (or none)."""
 
     def __init__(self, consortium: Path, tables: Mapping[str, Path],
-                 holdouts: Mapping[str, Path], state_dir: Path | None = None) -> None:
+                 holdouts: Mapping[str, Path], state_dir: Path | None = None,
+                 approve: Sequence[Path] = ()) -> None:
         super().__init__(consortium, tables, state_dir=state_dir, on_agent=self._give_holdout)
+        self.approved = {model_digest(path.read_bytes()) for path in approve}
         self.holdouts = {b: load_table(p, self.bank_bundles[b].contract)
                          for b, p in holdouts.items()}
 
     def _give_holdout(self, agent: Any) -> None:
         agent.holdout = self.holdouts.get(agent.name)
+        # The test models were trained by the local runner, not by these agents: each bank
+        # approves them explicitly, as `bank join --approve-model` does.
+        agent.policy.approved_models |= self.approved
 
 
 def lists_in(value: Any, where: str = "") -> list[str]:
@@ -207,7 +213,8 @@ def test_evaluate_job_over_grpc(setup: dict[str, Any], tmp_path: Path) -> None:
     spec = eval_spec(setup["gbdt"])
     scores = holdout_scores(setup, setup["gbdt"])
     with EvalConsortium(setup["consortium"], setup["tables"], setup["holdouts"],
-                        state_dir=tmp_path / "state") as cons, cons.operator_client() as client:
+                        state_dir=tmp_path / "state", approve=[setup["gbdt"]]) as cons, \
+            cons.operator_client() as client:
         job_id = client.submit(spec)
         final = client.wait(job_id, timeout=180)
         artifacts = client.fetch_artifacts(job_id)
@@ -227,6 +234,18 @@ def test_evaluate_job_over_grpc(setup: dict[str, Any], tmp_path: Path) -> None:
         assert lists_in(json.loads(step.read_text())["proposal"]) == []
 
 
+def test_banks_refuse_to_score_a_model_they_neither_trained_nor_approved(
+    setup: dict[str, Any],
+) -> None:
+    """A crafted model is a query interface on the holdouts: banks refuse unknown models."""
+    with EvalConsortium(setup["consortium"], setup["tables"], setup["holdouts"],
+                        approve=[setup["logreg"]]) as cons, cons.operator_client() as client:
+        job_id = client.submit(eval_spec(setup["gbdt"]))
+        with pytest.raises(JobFailedError, match=r"not trained by this consortium.*"
+                                                 r"--approve-model"):
+            client.wait(job_id, timeout=60)
+
+
 def test_logreg_model_and_coarse_bins_in_process(setup: dict[str, Any]) -> None:
     spec = eval_spec(setup["logreg"], score_bins=256, min_rows=100)
     holdouts = {b: load_table(p, setup["contract"]) for b, p in setup["holdouts"].items()}
@@ -237,7 +256,8 @@ def test_logreg_model_and_coarse_bins_in_process(setup: dict[str, Any]) -> None:
 
 def test_bank_without_holdout_fails_the_job(setup: dict[str, Any]) -> None:
     holdouts = {b: p for b, p in setup["holdouts"].items() if b != "bank_b"}
-    with EvalConsortium(setup["consortium"], setup["tables"], holdouts) as cons, \
+    with EvalConsortium(setup["consortium"], setup["tables"], holdouts,
+                        approve=[setup["gbdt"]]) as cons, \
             cons.operator_client() as client:
         job_id = client.submit(eval_spec(setup["gbdt"]))
         with pytest.raises(JobFailedError, match=r"bank_b has no holdout.*--holdout"):
@@ -328,7 +348,8 @@ def test_fedtab_run_prints_the_table_and_bank_join_checks_the_holdout(
     job.write_text('[job]\nkind = "evaluate"\n[params]\nmodel = "models/m.json"\n'
                    "score_bins = 1024\n")
     operator = str(setup["consortium"] / "operator")
-    with EvalConsortium(setup["consortium"], setup["tables"], setup["holdouts"]) as cons:
+    with EvalConsortium(setup["consortium"], setup["tables"], setup["holdouts"],
+                        approve=[setup["logreg"]]) as cons:
         result = CliRunner().invoke(cli, ["run", operator, str(job), "--aggregator",
                                           cons.address, "--out", str(tmp_path / "out"),
                                           "--timeout", "120"])

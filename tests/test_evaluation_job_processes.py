@@ -49,7 +49,9 @@ def test_evaluate_job_between_processes(tmp_path: Path) -> None:
         for bank in BANKS:
             processes.append(ServiceProcess(bank, [
                 "bank", "join", str(consortium / "banks" / bank), "--data", str(tables[bank]),
-                "--holdout", str(holdouts[bank]), "--aggregator", address], logs))
+                "--holdout", str(holdouts[bank]), "--aggregator", address,
+                # trained in-process by this test, not by these banks: approved explicitly
+                "--approve-model", str(model)], logs))
         result = run_fedtab(["run", str(consortium / "operator"), str(job), "--aggregator",
                              address, "--out", str(tmp_path / "out"), "--timeout", "300"],
                             timeout=360)
