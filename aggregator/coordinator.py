@@ -84,6 +84,7 @@ class Coordinator:
         self._jobs: dict[str, Job] = {}
         self._last_seen: dict[str, float] = {}
         self._version = 0
+        self._born = clock()  # when this aggregator started (timeouts of resumed jobs)
         if store is not None:
             self._resume(store)
 
@@ -137,6 +138,7 @@ class Coordinator:
             while True:
                 self._last_seen[name] = self._clock()
                 self._schedule()
+                self._check_timeouts()
                 job = self._active()
                 if job is not None and job.state is JobState.RUNNING and name in job.banks:
                     return JobAssignment(
@@ -255,8 +257,8 @@ class Coordinator:
             job_id = f"job-{seq:04d}-{secrets.token_hex(3)}"
             timeout = spec.bank_timeout or self.bank_timeout
             job = Job(job_id, seq, spec, self.banks, timeout, JobState.QUEUED, self._wall())
+            self._save(job)  # first: a job the disk cannot hold is refused, not half-queued
             self._jobs[job_id] = job
-            self._save(job)
             log.info("job %s submitted: %s over %s", job_id, spec.kind, ", ".join(self.banks))
             self._schedule()
             self._bump()
@@ -308,20 +310,37 @@ class Coordinator:
         job.state = JobState.RUNNING
         job.started_at = job.started_at or self._wall()
         job.step = StepState(len(job.committed), job.banks, self.public_key)
-        self._save(job)
+        self._save(job, required=False)  # a failing disk fails the job at its first commit
         log.info("job %s running with banks %s", job.job_id, ", ".join(job.banks))
         self._bump()
 
     def _check_timeouts(self) -> None:
+        """Fail the active job if one of its banks has been silent for its bank timeout.
+
+        Applies to a running job, and to a waiting job that had already started (resumed after
+        an aggregator restart): its banks are expected back, and a bank that never returns must
+        not block it and the queue behind it forever. A job that never ran waits for its banks
+        without limit (they may not have been started yet).
+        """
         job = self._active()
-        if job is None or job.state is not JobState.RUNNING:
+        if job is None:
             return
         now = self._clock()
-        late = [b for b in job.banks if now - self._last_seen.get(b, now) > job.bank_timeout]
+        if job.state is JobState.RUNNING:
+            late = [b for b in job.banks
+                    if now - self._last_seen.get(b, now) > job.bank_timeout]
+            where = f"at step {len(job.committed)}"
+        elif job.state is JobState.WAITING and (job.started_at or job.committed):
+            # Banks not seen since this aggregator started count from its start.
+            late = [b for b in job.banks
+                    if now - self._last_seen.get(b, self._born) > job.bank_timeout]
+            where = f"while the resumed job waited for them at step {len(job.committed)}"
+        else:
+            return
         if late:
             self._fail(job, JobFailedError(
                 f"bank(s) {', '.join(late)} absent for more than {job.bank_timeout:.0f} s "
-                f"(bank_timeout) at step {len(job.committed)}"
+                f"(bank_timeout) {where}"
             ))
 
     def _job(self, job_id: str, bank: str) -> Job:
@@ -354,32 +373,50 @@ class Coordinator:
         return job.step
 
     def _advance(self, job: Job, step: StepState) -> None:
-        """All banks delivered the phase's item: move on, commit, or finish."""
+        """All banks delivered the phase's item: move on, commit, or finish.
+
+        A commit or the finish is written to the checkpoint *before* memory changes, so memory
+        never runs ahead of disk. A write that fails (disk full, I/O error) fails the job with
+        a one-line CheckpointError (nothing half-committed; a restart resumes at the last step
+        on disk): the job never hangs on a step that can no longer advance.
+        """
         try:
             outcome = step.complete_phase()
         except FedtabError as exc:
             self._fail(job, exc)
             raise
         if isinstance(outcome, CommittedStep):
-            job.committed.append(outcome)
             aggregate = step.aggregate_payload()
+            try:
+                if self._store is not None:
+                    self._store.save_aggregate(job.job_id, outcome.index, aggregate,
+                                               REPLAY_WINDOW)
+                    self._store.save_step(job.job_id, outcome)
+            except (OSError, CheckpointError) as exc:
+                self._fail(job, _write_error(job, f"step {outcome.index}", exc))
+                return
+            job.committed.append(outcome)
             job.aggregates[outcome.index] = aggregate
             job.aggregates.pop(outcome.index - REPLAY_WINDOW, None)
-            if self._store is not None:
-                self._store.save_aggregate(job.job_id, outcome.index, aggregate, REPLAY_WINDOW)
-                self._store.save_step(job.job_id, outcome)
             log.info("job %s committed step %d (%s)", job.job_id, outcome.index,
                      outcome.request.step_id)
             job.step = StepState(len(job.committed), job.banks, self.public_key)
         elif isinstance(outcome, dict):
+            message = f"finished after {len(job.committed)} steps"
+            try:
+                if self._store is not None:
+                    self._store.save_artifacts(job.job_id, outcome)
+                    self._store.save_record(job.job_id, {
+                        **job.record(), "state": JobState.DONE.value, "message": message,
+                    })
+            except (OSError, CheckpointError) as exc:
+                self._fail(job, _write_error(job, "the artifacts", exc))
+                return
             job.artifacts = outcome
-            if self._store is not None:
-                self._store.save_artifacts(job.job_id, outcome)
             job.state = JobState.DONE
             job.aggregates.clear()
-            job.message = f"finished after {len(job.committed)} steps"
+            job.message = message
             job.step = None
-            self._save(job)
             log.info("job %s done: %s", job.job_id, ", ".join(sorted(outcome)))
 
     def _fail(self, job: Job, exc: FedtabError) -> None:
@@ -390,13 +427,22 @@ class Coordinator:
         # job failed. Specific causes (ProposalMismatchError, ...) keep their name.
         job.message = " ".join(str(exc).split()) if type(exc) is JobFailedError else exc.one_line()
         job.step = None
-        self._save(job)
+        self._save(job, required=False)
         log.error("job %s failed: %s", job.job_id, job.message)
         self._bump()
 
-    def _save(self, job: Job) -> None:
-        if self._store is not None:
+    def _save(self, job: Job, *, required: bool = True) -> None:
+        """Write the job's record; raises CheckpointError if that fails and ``required``,
+        else only logs (a failure or state change must not be lost for an unwritable disk)."""
+        if self._store is None:
+            return
+        try:
             self._store.save_record(job.job_id, job.record())
+        except OSError as exc:
+            error = _write_error(job, "its record", exc)
+            if required:
+                raise error from exc
+            log.error("%s", error.one_line())
 
     def _step_status(self, job: Job, bank: str) -> StepStatus:
         step = job.step
@@ -451,3 +497,10 @@ class Coordinator:
         with self._cond:
             return {j.job_id: j.state.value for j in self._jobs.values()}
 
+
+def _write_error(job: Job, what: str, exc: Exception) -> CheckpointError:
+    """A one-line CheckpointError for a failed checkpoint write (no local paths: banks see it)."""
+    if isinstance(exc, CheckpointError):
+        return exc
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return CheckpointError(f"cannot write the checkpoint of job {job.job_id} ({what}): {reason}")

@@ -3,10 +3,13 @@ timeouts and checkpoints, with real Paillier keys and sealed shards."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +31,7 @@ from fedtab.protocol.steps import SumRequest, canonical_json
 from fedtab.transport import convert
 from fedtab.transport.messages import (
     Caller,
+    CommittedStep,
     DownloadKind,
     PayloadKind,
     Tag,
@@ -327,3 +331,126 @@ def test_job_file_bank_timeout_overrides_the_default(small_private_key, banks) -
     coord.poll_step(banks["bank_a"].caller, job_id, 0, 0)
     status = coord.job_status(OPERATOR, job_id, 0, -1)
     assert status.state == "failed" and "bank_b, bank_c" in status.message
+
+
+class FailingStore(JobStore):
+    """A real JobStore whose writes fail like a full or broken disk: ``save_step`` of step
+    ``step_fails`` once (ENOSPC), or every write once ``broken`` is set (EIO)."""
+
+    def __init__(self, root: Path, step_fails: int | None = None) -> None:
+        super().__init__(root)
+        self.step_fails = step_fails
+        self.broken = False
+
+    def _check(self, what: str) -> None:
+        if self.broken:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), what)
+
+    def save_step(self, job_id: str, step: CommittedStep) -> None:
+        self._check("step")
+        if step.index == self.step_fails:
+            self.step_fails = None
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"steps/{step.index:06d}")
+        super().save_step(job_id, step)
+
+    def save_aggregate(self, job_id: str, index: int, aggregate: bytes, keep: int) -> None:
+        self._check("aggregate")
+        super().save_aggregate(job_id, index, aggregate, keep)
+
+    def save_record(self, job_id: str, record: dict[str, Any]) -> None:
+        self._check("record")
+        super().save_record(job_id, record)
+
+    def save_artifacts(self, job_id: str, artifacts: dict[str, bytes]) -> None:
+        self._check("artifacts")
+        super().save_artifacts(job_id, artifacts)
+
+
+def test_failed_step_checkpoint_fails_the_job_instead_of_wedging_it(small_private_key, banks,
+                                                                    tmp_path) -> None:
+    store = FailingStore(tmp_path, step_fails=1)
+    coord = Coordinator("c-1", BANKS, small_private_key.public, store=store, bank_timeout=60.0,
+                        clock=FakeClock())
+    job_id = start_job(coord)
+    run_step(coord, banks, job_id, 0)
+    run_step(coord, banks, job_id, 1)  # the commit of step 1 cannot be written: no exception
+    status = coord.job_status(OPERATOR, job_id, 0, -1)
+    assert status.state == "failed" and status.step_index == 1, status
+    assert status.message.startswith("CheckpointError: cannot write the checkpoint of job ")
+    assert "step 1" in status.message and "No space left on device" in status.message
+    assert "\n" not in status.message and str(tmp_path) not in status.message
+    for bank in banks.values():  # every bank sees the failure (and stops polling)
+        seen = coord.poll_step(bank.caller, job_id, 1, 0)
+        assert seen.job_state == "failed" and "No space left" in seen.message
+    # Memory never ran ahead of the disk: step 1 is not committed anywhere.
+    committed = convert.committed_from_bytes(
+        coord.download(banks["bank_a"].caller, DownloadKind.COMMITTED, job_id, 0, 0))
+    assert [c.index for c in committed] == [0]
+    assert sorted(p.name for p in (tmp_path / "jobs" / job_id / "steps").glob("*.json")) \
+        == ["000000.json"]
+    again = make_coordinator(small_private_key, tmp_path)
+    assert again.job_status(OPERATOR, job_id, 0, -1).state == "failed"
+
+
+def test_broken_disk_at_the_finish_fails_the_job_and_a_restart_resumes(small_private_key,
+                                                                        banks, tmp_path) -> None:
+    store = FailingStore(tmp_path)
+    coord = Coordinator("c-1", BANKS, small_private_key.public, store=store, bank_timeout=60.0,
+                        clock=FakeClock())
+    job_id = start_job(coord)
+    run_step(coord, banks, job_id, 0)
+    run_step(coord, banks, job_id, 1)
+    store.broken = True  # even the failure record cannot be written
+    finish(coord, banks, job_id, 2)
+    status = coord.job_status(OPERATOR, job_id, 0, -1)
+    assert status.state == "failed" and "Input/output error" in status.message
+    assert "the artifacts" in status.message
+    with pytest.raises(ProtocolError, match="no artifacts"):
+        coord.download(OPERATOR, DownloadKind.ARTIFACTS, job_id, 0, 0)
+    # The disk still says "running at step 2": once it works again a restart resumes there.
+    resumed = make_coordinator(small_private_key, tmp_path)
+    for name in BANKS:
+        resumed.register(Caller(name, "bank"), name, resumed.fingerprint)
+    assert resumed.job_status(OPERATOR, job_id, 0, -1).step_index == 2
+    finish(resumed, banks, job_id, 2)
+    assert resumed.job_status(OPERATOR, job_id, 0, -1).state == "done"
+
+
+def test_resumed_job_fails_when_a_bank_never_returns(small_private_key, banks,
+                                                     tmp_path) -> None:
+    clock = FakeClock()
+    coord = make_coordinator(small_private_key, tmp_path, clock=clock)
+    job_id = start_job(coord)
+    run_step(coord, banks, job_id, 0)
+    next_job = coord.submit(OPERATOR, JobSpec(kind="profile"))
+    resumed = make_coordinator(small_private_key, tmp_path, clock=clock)  # restart
+    for name in ("bank_a", "bank_b"):
+        resumed.register(banks[name].caller, name, resumed.fingerprint)
+    for _ in range(5):  # bank_c never comes back; the others keep asking for work
+        clock.now += 15
+        for name in ("bank_a", "bank_b"):
+            assert resumed.next_task(banks[name].caller, 0) is None
+    status = resumed.job_status(OPERATOR, job_id, 0, -1)
+    assert status.state == "failed", status
+    assert "bank_c" in status.message and "bank_a" not in status.message
+    assert "bank_timeout" in status.message and "step 1" in status.message
+    # The queue moves on; a job that never ran waits for its banks without a limit.
+    clock.now += 10 * 3600
+    for name in ("bank_a", "bank_b"):
+        resumed.next_task(banks[name].caller, 0)
+    assert resumed.job_status(OPERATOR, next_job, 0, -1).state == "waiting"
+    resumed.register(banks["bank_c"].caller, "bank_c", resumed.fingerprint)
+    assert resumed.job_status(OPERATOR, next_job, 0, -1).state == "running"
+
+
+def test_resumed_job_waits_within_the_bank_timeout(small_private_key, banks, tmp_path) -> None:
+    clock = FakeClock()
+    coord = make_coordinator(small_private_key, tmp_path, clock=clock)
+    job_id = start_job(coord)
+    run_step(coord, banks, job_id, 0)
+    resumed = make_coordinator(small_private_key, tmp_path, clock=clock)
+    clock.now += 50  # all banks slow to come back, but within bank_timeout=60
+    for name in BANKS:
+        resumed.register(banks[name].caller, name, resumed.fingerprint)
+    assert resumed.job_status(OPERATOR, job_id, 0, -1).state == "running"
+    run_step(resumed, banks, job_id, 1)
