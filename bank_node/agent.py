@@ -230,6 +230,13 @@ class _JobRun:
                     agent._progress(f"{agent.name}: job {self.job.job_id} {verb}"
                                     + (f": {status.message}" if status.message else ""))
                     return status.job_state
+                if status.step_index < self.index:
+                    # The aggregator was restored from an older backup: the poll returns at once
+                    # forever (a busy loop), and the steps it lost cannot be re-agreed.
+                    raise JobFailedError(
+                        f"the aggregator is at step {status.step_index} but this bank already "
+                        f"committed step {self.index - 1}: its state was rolled back"
+                    )
                 if status.step_index > self.index:
                     self.catch_up()
                     break
