@@ -82,16 +82,16 @@ def test_select_cuts_gives_occupied_quantile_bins() -> None:
     edges = binning.fine_edges(spec, 1024)
     x = rng.standard_t(3, size=20_000)
     counts = np.bincount(binning.assign_bins(x, edges), minlength=len(edges) + 2)[:-1]
-    cuts = binning.select_cuts(edges, counts, 16)
+    cuts = binning.select_cuts(edges, counts, 16, min_rows=1)
     assert 10 <= len(cuts) <= 15
     bins = binning.assign_bins(x, cuts)
     share = np.bincount(bins, minlength=len(cuts) + 1) / len(x)
     assert share.min() > 0.02 and share.max() < 0.13
     few = np.zeros(len(edges) + 1)
     few[[3, 7, 500]] = [5, 1, 2]
-    small = binning.select_cuts(edges, few, 16)
+    small = binning.select_cuts(edges, few, 16, min_rows=1)
     assert len(small) == 2 and edges[3] <= small[0] < edges[6] and edges[7] <= small[1]
-    assert len(binning.select_cuts(edges, np.eye(1, len(edges) + 1, 4)[0], 16)) == 0
+    assert len(binning.select_cuts(edges, np.eye(1, len(edges) + 1, 4)[0], 16, min_rows=1)) == 0
 
 
 def _xgb_root_gain(x: np.ndarray, y: np.ndarray, params: dict[str, float]) -> float:

@@ -2,7 +2,17 @@
 
 Every bank buckets each feature on the same *fine grid*, derived from the data contract only
 (declared ``lower``/``upper``; one bucket per category code); the consortium sums the fine count
-histograms and every bank picks the same quantile cut points from the aggregate.
+histograms and every bank picks the same quantile cut points from the aggregate (a pure function
+of it, so identical on every bank).
+
+Privacy floor: cut points are released (proposal, model file), so each one reveals that rows lie
+on both of its sides. Every bin they define holds at least ``min_rows`` (the job's
+``min_child_samples``) of the consortium's non-missing rows, the first and the last bin
+included: adjacent occupied fine buckets are merged until each bin reaches the floor. A feature
+whose non-missing rows cannot fill two such bins gets no cut and is never split. Categorical
+features have one fine bucket per category code, so rare categories are merged with their
+neighbours in code order (a bin is a run of consecutive codes). Missing values keep their own
+bucket outside the cuts.
 
 Numeric grids are uniform on an asinh scale, ``u = asinh(x / s)`` with ``s`` a small fraction of
 the declared range's magnitude, so heavy-tailed features (amounts) get fine buckets near zero and
@@ -18,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedtab.data.contract import FeatureSpec
-from fedtab.errors import DataContractError
+from fedtab.errors import ConfigError, DataContractError
 
 _SCALE_FRACTION = 2.0**-10
 
@@ -56,28 +66,62 @@ def assign_bins(column: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     return bins
 
 
-def select_cuts(edges: np.ndarray, counts: np.ndarray, max_bin: int) -> np.ndarray:
+def select_cuts(
+    edges: np.ndarray, counts: np.ndarray, max_bin: int, *, min_rows: int
+) -> np.ndarray:
     """Quantile cut points (float32, a subset of ``edges``) giving at most ``max_bin`` bins.
 
-    ``counts`` is the consortium's count per fine bucket, shape ``(len(edges) + 1,)``. Every
-    resulting bin is occupied. If at most ``max_bin`` buckets are occupied each gets its own bin;
-    otherwise bins take equal shares of the rows. A cut between occupied buckets ``i < j`` sits
-    at the middle boundary of the empty gap between them.
+    ``counts`` is the consortium's count per fine bucket, shape ``(len(edges) + 1,)`` (missing
+    values excluded). Every resulting bin holds at least ``min_rows >= 1`` rows. With ``n`` rows
+    the target is ``min(max_bin, n // min_rows)`` bins of equal shares (every occupied bucket its
+    own bin when there are no more occupied buckets than that); scanning left to right, a cut
+    whose bin would hold fewer than ``min_rows`` rows moves right to the first occupied-bucket
+    boundary where it holds enough, and the first cut that would leave fewer than ``min_rows``
+    rows to its right moves left to the last boundary that does not (or is dropped), ending the
+    scan. No cut means no boundary has ``min_rows`` rows on both sides (e.g. fewer than
+    ``2 * min_rows`` rows). A cut between occupied buckets ``i < j`` sits at the middle boundary
+    of the empty gap between them. Cuts are strictly increasing. Raises :class:`ConfigError` if
+    ``min_rows < 1``.
     """
-    occupied = np.flatnonzero(counts > 0)
-    if len(occupied) <= 1:
+    if min_rows < 1:
+        raise ConfigError("min_rows must be >= 1")
+    mass = np.rint(np.asarray(counts, dtype=np.float64))
+    occupied = np.flatnonzero(mass > 0)
+    cum = np.cumsum(mass[occupied])
+    total = float(cum[-1]) if len(cum) else 0.0
+    n_bins = int(min(max_bin, total // min_rows))
+    if len(occupied) <= 1 or n_bins < 2:
         return np.zeros(0, dtype=np.float32)
-    if len(occupied) <= max_bin:
-        after = np.arange(len(occupied) - 1)
+    if len(occupied) <= n_bins:
+        candidates = np.arange(len(occupied) - 1)
     else:
-        cum = np.cumsum(counts[occupied], dtype=np.float64)
-        targets = cum[-1] * np.arange(1, max_bin) / max_bin
-        after = np.unique(np.searchsorted(cum, targets, side="left"))
-        after = after[after < len(occupied) - 1]
+        targets = total * np.arange(1, n_bins) / n_bins
+        candidates = np.unique(np.searchsorted(cum, targets, side="left"))
+    after = _floor_cuts(cum, candidates, float(min_rows))
     left = occupied[after]
     right = occupied[after + 1]
     boundary = (left + right - 1) // 2
     return np.asarray(edges[boundary], dtype=np.float32)
+
+
+def _floor_cuts(cum: np.ndarray, candidates: np.ndarray, floor: float) -> np.ndarray:
+    """Occupied-bucket indices to cut after, each bin (ends included) holding ``>= floor`` rows.
+
+    ``cum`` is the cumulative count over occupied buckets; ``candidates`` increasing indices.
+    """
+    total, last, kept = float(cum[-1]), 0.0, []
+    # the last index that leaves >= floor rows to its right (< len(cum) - 1 as floor >= 1)
+    final = int(np.searchsorted(cum, total - floor, side="right")) - 1
+    for candidate in candidates:
+        at = max(int(candidate), int(np.searchsorted(cum, last + floor, side="left")))
+        if at > final:
+            # too close to the end: cut at the last place that still leaves the floor there
+            if final >= 0 and cum[final] - last >= floor:
+                kept.append(final)
+            break
+        kept.append(at)
+        last = float(cum[at])
+    return np.asarray(kept, dtype=np.int64)
 
 
 def fine_counts(X: np.ndarray, fine: list[np.ndarray]) -> np.ndarray:
@@ -93,13 +137,17 @@ def fine_counts(X: np.ndarray, fine: list[np.ndarray]) -> np.ndarray:
 
 
 def cuts_from_counts(
-    counts: np.ndarray, fine: list[np.ndarray], max_bin: int
+    counts: np.ndarray, fine: list[np.ndarray], max_bin: int, *, min_rows: int
 ) -> tuple[list[np.ndarray], list[bool]]:
-    """Global cut points and missing flags from the consortium's :func:`fine_counts` sum."""
+    """Global cut points and missing flags from the consortium's :func:`fine_counts` sum.
+
+    Every bin of every feature holds at least ``min_rows`` non-missing rows (see
+    :func:`select_cuts`).
+    """
     cuts, has_missing, at = [], [], 0
     for edges in fine:
         feature = counts[at : at + len(edges) + 2]
         at += len(edges) + 2
-        cuts.append(select_cuts(edges, feature[:-1], max_bin))
+        cuts.append(select_cuts(edges, feature[:-1], max_bin, min_rows=min_rows))
         has_missing.append(bool(feature[-1] > 0))
     return cuts, has_missing

@@ -5,7 +5,9 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
 * ``bins``: fine per-feature count histograms (plus a missing bucket per feature) and the
   (rows, positives) pair. Every bank derives the global cut points (:mod:`fedtab.gbdt.binning`),
   which features have missing values, and the base score ``s P / (s P + N - P)``
-  (``s = scale_pos_weight``, XGBoost's weighted prior).
+  (``s = scale_pos_weight``, XGBoost's weighted prior). Every bin the cut points define holds at
+  least ``min_child_samples`` non-missing consortium rows (end bins included); a feature too
+  sparse for two such bins gets no cut.
 * ``tree/t/depth/d/counts``: count histograms (all bins, integer encoding: narrow slots) of the
   nodes to expand at depth ``d`` of tree ``t``. Of each pair of siblings only the one with fewer
   consortium rows is summed; the other is its parent's aggregate minus it. From the counts every
@@ -23,8 +25,9 @@ Privacy: proposals carry only model parts (cut points, base score, splits, node 
 gains and row counts of nodes that the floor allows) and the ids of open nodes, never a
 histogram. Nodes with fewer than ``2 * min_child_samples`` consortium rows are not expanded, so
 every revealed node histogram covers at least ``min_child_samples`` rows (and the root covers
-all sampled rows). The length of a ``grads`` request (seen by the aggregator) is the number of
-candidate positions of the level, a count-derived figure; pad it if that matters.
+all sampled rows); so does every bin between released cut points. The length of a ``grads``
+request (seen by the aggregator) is the number of candidate positions of the level, a
+count-derived figure; pad it if that matters.
 
 Replay: the model state is a function of the table and the committed proposals, and
 :meth:`GBDTTrainer.next_request` names every step after ``commit()``-only replay (a counts
@@ -221,7 +224,9 @@ class GBDTTrainer:
             raise PrivacyError(
                 f"the consortium has {n_rows:.0f} rows, fewer than 2 * min_child_samples"
             )
-        cuts, has_missing = binning.cuts_from_counts(values[:-2], self._fine, p.max_bin)
+        cuts, has_missing = binning.cuts_from_counts(
+            values[:-2], self._fine, p.max_bin, min_rows=p.min_child_samples
+        )
         weighted_pos = p.scale_pos_weight * n_pos
         prior = weighted_pos / (weighted_pos + n_rows - n_pos)
         base_score = float(np.float32(min(max(prior, 1e-6), 1.0 - 1e-6)))
