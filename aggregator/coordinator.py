@@ -281,6 +281,26 @@ class Coordinator:
                     return self._job_status(job)
                 self._cond.wait(min(remaining, 1.0))
 
+    def cancel(self, caller: Caller, job_id: str, reason: str = "") -> JobStatus:
+        """Fail a queued, waiting or running job at the operator's request (the queue moves on;
+        banks see it failed on their next poll). Cancelling a failed job changes nothing;
+        raises ConfigError for an unknown job, ProtocolError for a finished one."""
+        self._operator(caller)
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise ConfigError(f"unknown job {job_id!r}")
+            if job.state is JobState.DONE:
+                raise ProtocolError(f"job {job_id} is already done, it cannot be cancelled")
+            why = " ".join(reason.split())[:500]
+            self._fail(job, JobFailedError(
+                f"cancelled by the operator at step {len(job.committed)}"
+                + (f": {why}" if why else "")
+            ))
+            self._schedule()
+            self._bump()
+            return self._job_status(job)
+
     # ----- internals ------------------------------------------------------------------------
 
     def _bump(self) -> None:

@@ -107,6 +107,11 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
             c, request.job_id, _wait(request.wait_seconds), int(request.known_version)))
         return convert.job_status_to_proto(status)
 
+    def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> Any:
+        status = self._call(context, "CancelJob", lambda c: self.coordinator.cancel(
+            c, request.job_id, request.reason))
+        return convert.job_status_to_proto(status)
+
 
 def build_coordinator(bundle: AggregatorBundle, *, state_dir: Path | None = None,
                       bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS) -> Coordinator:

@@ -21,6 +21,8 @@ from fedtab.crypto import Decryptor, EncodingSpec, Encryptor, PrivateKey
 from fedtab.errors import (
     AuthenticationError,
     CiphertextError,
+    ConfigError,
+    JobFailedError,
     PrivacyError,
     ProposalMismatchError,
     ProtocolError,
@@ -454,3 +456,29 @@ def test_resumed_job_waits_within_the_bank_timeout(small_private_key, banks, tmp
         resumed.register(banks[name].caller, name, resumed.fingerprint)
     assert resumed.job_status(OPERATOR, job_id, 0, -1).state == "running"
     run_step(resumed, banks, job_id, 1)
+
+
+def test_operator_cancels_a_running_job_and_the_queue_moves_on(small_private_key,
+                                                              banks) -> None:
+    coord = make_coordinator(small_private_key)
+    job_id = start_job(coord)
+    run_step(coord, banks, job_id, 0)
+    next_job = coord.submit(OPERATOR, JobSpec(kind="profile"))
+    with pytest.raises(AuthenticationError, match="only the operator"):
+        coord.cancel(banks["bank_a"].caller, job_id)
+    with pytest.raises(ConfigError, match="unknown job"):
+        coord.cancel(OPERATOR, "job-9999-000000")
+    status = coord.cancel(OPERATOR, job_id, "bank_c  is\n gone")
+    assert status.state == "failed"
+    assert status.message == "cancelled by the operator at step 1: bank_c is gone"
+    assert coord.cancel(OPERATOR, job_id, "again").message == status.message  # idempotent
+    seen = coord.poll_step(banks["bank_b"].caller, job_id, 1, 0)
+    assert seen.job_state == "failed" and "cancelled" in seen.message
+    with pytest.raises(JobFailedError, match="cancelled by the operator"):
+        coord.upload(banks["bank_a"].caller, contribution(coord, banks["bank_a"], job_id, 1))
+    assert coord.job_status(OPERATOR, next_job, 0, -1).state == "running"
+    run_step(coord, banks, next_job, 0)
+    run_step(coord, banks, next_job, 1)
+    finish(coord, banks, next_job, 2)
+    with pytest.raises(ProtocolError, match="already done"):
+        coord.cancel(OPERATOR, next_job)

@@ -152,3 +152,30 @@ def test_trainer_error_fails_the_job_with_its_reason(small_consortium) -> None:
         # The banks stay attached and serve the next job.
         job_id = client.submit(JobSpec(kind="profile"))
         assert client.wait(job_id, timeout=60).state == "done"
+
+
+def test_operator_cancels_a_waiting_job_over_grpc_and_the_cli(small_consortium) -> None:
+    from harness import run_fedtab
+
+    from fedtab.errors import JobFailedError, ProtocolError
+
+    consortium, tables, _ = small_consortium
+    with InProcessConsortium(consortium, tables, start_banks=BANKS[:2]) as cons, \
+            cons.operator_client() as client:
+        stuck = client.submit(JobSpec(kind="profile"))
+        behind = client.submit(JobSpec(kind="profile"))
+        status = client.cancel(stuck, "bank maintenance")
+        assert status.state == "failed" and status.message.endswith(": bank maintenance")
+        with pytest.raises(JobFailedError, match="cancelled by the operator"):
+            client.wait(stuck, timeout=10)
+        done = run_fedtab(["run", str(consortium / "operator"), "--aggregator", cons.address,
+                           "--cancel", behind, "--reason", "not today"], timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert f"job {behind} failed: cancelled by the operator at step 0: not today" \
+            in done.stderr
+        # The banks that are attached run the next job once the missing one joins.
+        cons.start_bank(BANKS[2])
+        job_id = client.submit(JobSpec(kind="profile"))
+        assert client.wait(job_id, timeout=60).state == "done"
+        with pytest.raises(ProtocolError, match="already done"):
+            client.cancel(job_id)

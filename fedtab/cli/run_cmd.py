@@ -29,19 +29,35 @@ def write_artifacts(out: Path, artifacts: dict[str, bytes]) -> list[Path]:
 
 @click.command()
 @click.argument("operator_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
               show_default=True, help="Folder for the job's artifacts.")
 @click.option("--aggregator", "address", default=None, metavar="HOST:PORT",
               help="Aggregator address (default: the consortium's).")
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option("--cancel", "cancel_id", default=None, metavar="JOB_ID",
+              help="Instead of submitting: cancel this queued, waiting or running job.")
+@click.option("--reason", default="", help="With --cancel: why (shown in the job's message).")
 @reports_errors
-def run(operator_dir: Path, job_file: Path, out: Path, address: str | None,
-        timeout: float | None) -> None:
-    """Submit JOB_FILE with the operator folder OPERATOR_DIR, wait, and save the artifacts."""
+def run(operator_dir: Path, job_file: Path | None, out: Path, address: str | None,
+        timeout: float | None, cancel_id: str | None, reason: str) -> None:
+    """Submit JOB_FILE with the operator folder OPERATOR_DIR, wait, and save the artifacts.
+
+    With --cancel JOB_ID (and no JOB_FILE) the job fails now and the queue moves on.
+    """
     from fedtab.consortium import load_operator_bundle
     from fedtab.transport.operator_client import OperatorClient
 
+    if cancel_id is not None:
+        if job_file is not None:
+            raise click.UsageError("give either JOB_FILE or --cancel JOB_ID, not both")
+        with OperatorClient(load_operator_bundle(operator_dir), address,
+                            unavailable_grace=min(timeout or 60.0, 60.0)) as client:
+            status = client.cancel(cancel_id, reason)
+        click.echo(f"job {cancel_id} {status.state}: {status.message}", err=True)
+        return
+    if job_file is None:
+        raise click.UsageError("missing argument JOB_FILE (or --cancel JOB_ID)")
     spec = JobSpec.load(job_file)
     if spec.kind == "evaluate":  # the model travels inside the job spec
         from fedtab.consortium_eval.model_param import embed_model

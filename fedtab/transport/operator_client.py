@@ -60,6 +60,16 @@ class OperatorClient:
         )
         return convert.job_status_from_proto(reply)
 
+    def cancel(self, job_id: str, reason: str = "") -> JobStatus:
+        """Fail ``job_id`` now (queued, waiting or running); returns its status. Raises
+        ConfigError for an unknown job and ProtocolError for a finished one."""
+        request = pb.CancelJobRequest(job_id=job_id, reason=reason)
+        reply = call_with_retry(
+            lambda: self._stub.CancelJob(request, timeout=RPC_TIMEOUT_SECONDS),
+            self.address, give_up_after=self.unavailable_grace,
+        )
+        return convert.job_status_from_proto(reply)
+
     def wait(self, job_id: str, progress: ProgressCallback | None = None,
              timeout: float | None = None) -> JobStatus:
         """Follow the job until it finishes; returns the final status.

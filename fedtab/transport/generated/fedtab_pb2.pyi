@@ -260,6 +260,14 @@ class JobStatusRequest(_message.Message):
     known_version: int
     def __init__(self, job_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ..., known_version: _Optional[int] = ...) -> None: ...
 
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class JobStatusReply(_message.Message):
     __slots__ = ("job_id", "state", "step_index", "step_id", "description", "phase", "elapsed_seconds", "message", "waiting_for", "banks", "version", "traffic")
     class TrafficEntry(_message.Message):

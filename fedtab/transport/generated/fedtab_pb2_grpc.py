@@ -70,6 +70,11 @@ class AggregatorStub:
                 request_serializer=fedtab__pb2.JobStatusRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.JobStatusReply.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/fedtab.v1.Aggregator/CancelJob',
+                request_serializer=fedtab__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=fedtab__pb2.JobStatusReply.FromString,
+                _registered_method=True)
 
 
 class AggregatorServicer:
@@ -120,6 +125,12 @@ class AggregatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AggregatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +167,11 @@ def add_AggregatorServicer_to_server(servicer, server):
             'GetJobStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJobStatus,
                     request_deserializer=fedtab__pb2.JobStatusRequest.FromString,
+                    response_serializer=fedtab__pb2.JobStatusReply.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=fedtab__pb2.CancelJobRequest.FromString,
                     response_serializer=fedtab__pb2.JobStatusReply.SerializeToString,
             ),
     }
@@ -347,6 +363,33 @@ class Aggregator:
             target,
             '/fedtab.v1.Aggregator/GetJobStatus',
             fedtab__pb2.JobStatusRequest.SerializeToString,
+            fedtab__pb2.JobStatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedtab.v1.Aggregator/CancelJob',
+            fedtab__pb2.CancelJobRequest.SerializeToString,
             fedtab__pb2.JobStatusReply.FromString,
             options,
             channel_credentials,
