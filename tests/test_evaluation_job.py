@@ -222,7 +222,9 @@ def test_evaluate_job_over_grpc(setup: dict[str, Any], tmp_path: Path) -> None:
     assert sorted(artifacts) == ["evaluation.json", "evaluation.txt"]
     doc = json.loads(artifacts["evaluation.json"])
     assert doc["model"]["kind"] == "xgboost" and doc["score_bins"] == 8192
-    check_metrics(doc, scores, 8192, gap=1e-3)
+    # 2e-3: the gap depends on how this small model's ~200 distinct scores fall into logit bins
+    # (1.2e-3 for PR-AUC since cut points keep min_child_samples rows per bin; 2e-4 before)
+    check_metrics(doc, scores, 8192, gap=2e-3)
     assert doc["per_bank"]["bank_a"]["roc_auc"] > 0.6  # the model learned something
     table = artifacts["evaluation.txt"].decode().splitlines()
     assert [line.split()[0] for line in table[1:5]] == [*BANKS, "consortium"]
