@@ -14,17 +14,16 @@ from typing import TypeVar
 
 import grpc
 
+from fedtab import errors
 from fedtab.errors import (
     AuthenticationError,
+    CheckpointError,
     ConfigError,
     FedtabError,
     JobFailedError,
     PeerUnavailableError,
-    PrivacyError,
-    ProposalMismatchError,
     ProtocolError,
     ReplayError,
-    WireFormatError,
 )
 from fedtab.transport import tls
 from fedtab.transport.generated import fedtab_pb2_grpc as pb_grpc
@@ -41,7 +40,7 @@ _STATUS_ERRORS: dict[grpc.StatusCode, type[FedtabError]] = {
     grpc.StatusCode.ALREADY_EXISTS: ReplayError,
     grpc.StatusCode.ABORTED: JobFailedError,
     grpc.StatusCode.INVALID_ARGUMENT: ConfigError,
-    grpc.StatusCode.DATA_LOSS: WireFormatError,
+    grpc.StatusCode.DATA_LOSS: CheckpointError,
 }
 
 
@@ -60,14 +59,14 @@ def error_from_rpc(exc: grpc.RpcError, address: str) -> FedtabError:
     details = (exc.details() if hasattr(exc, "details") else "") or str(code)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return PeerUnavailableError(f"aggregator {address} unreachable: {details}")
-    if code is grpc.StatusCode.FAILED_PRECONDITION:
-        if details.startswith("PrivacyError"):
-            return PrivacyError(details.split(": ", 1)[-1])
-        return ProtocolError(details.split(": ", 1)[-1] if ": " in details else details)
-    if code is grpc.StatusCode.ABORTED and details.startswith("ProposalMismatchError"):
-        return ProposalMismatchError(details.split(": ", 1)[-1])
+    # The aggregator sends `FedtabError.one_line()`: "ClassName: message". Rebuild that class;
+    # fall back on the status code for details from gRPC itself or an unknown class.
+    name, sep, message = details.partition(": ")
+    named = getattr(errors, name, None) if sep else None
+    if isinstance(named, type) and issubclass(named, FedtabError):
+        return named(message)
     error_class = _STATUS_ERRORS.get(code, ProtocolError)
-    return error_class(details.split(": ", 1)[-1] if ": " in details else details)
+    return error_class(message if sep else details)
 
 
 def call_with_retry(
