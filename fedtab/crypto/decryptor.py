@@ -10,7 +10,6 @@ so tampered or foreign ciphertexts are rejected instead of decoding to garbage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
 
 import numpy as np
 
@@ -18,11 +17,11 @@ from fedtab.crypto.ciphertexts import EncryptedVector, check_vector, validate_ci
 from fedtab.crypto.encoding import decode_plaintexts
 from fedtab.crypto.keys import PrivateKey
 from fedtab.crypto.paillier import DecryptCore
-from fedtab.crypto.pool import WorkerPool, check_workers, decrypt_pool
+from fedtab.crypto.pool import PoolOwner, WorkerPool, check_workers, decrypt_pool
 from fedtab.errors import ConfigError
 
 
-class Decryptor:
+class Decryptor(PoolOwner):
     """Decrypts packed vectors with one private key; ``workers > 1`` uses a process pool."""
 
     def __init__(self, private_key: PrivateKey, *, workers: int = 1) -> None:
@@ -63,25 +62,3 @@ class Decryptor:
         plaintexts = self._decrypt_valid(vector.ciphertexts)
         return decode_plaintexts(plaintexts, vector.spec, vector.length, vector.summands)
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Block until every pool worker is up with its precomputed state (no-op in-process)."""
-        if self._pool is not None:
-            self._pool.wait_ready(timeout)
-
-    def close(self) -> None:
-        """Stop the worker pool and drop the key material held by this object (idempotent)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-        self._core = None
-
-    def __enter__(self) -> Decryptor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

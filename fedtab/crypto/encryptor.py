@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from types import TracebackType
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from fedtab.crypto.keys import PrivateKey, PublicKey
 from fedtab.crypto.paillier import djn_base, djn_exponent_bits, random_unit
 from fedtab.crypto.pool import (
     EncryptCore,
+    PoolOwner,
     WorkerPool,
     check_workers,
     encrypt_pool,
@@ -50,7 +50,7 @@ def _rng_unit(rng: np.random.Generator, n: int) -> int:
             return x
 
 
-class Encryptor:
+class Encryptor(PoolOwner):
     """Encrypts float64 vectors for one public key; ``workers > 1`` uses a process pool.
 
     ``method="djn"`` uses short-exponent randomness from a fixed-base table (public key only);
@@ -132,25 +132,3 @@ class Encryptor:
             key_bits=self.public_key.bits,
         )
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Block until every pool worker is up with its precomputed state (no-op in-process)."""
-        if self._pool is not None:
-            self._pool.wait_ready(timeout)
-
-    def close(self) -> None:
-        """Stop the worker pool and drop the precomputed state (idempotent)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-        self._core = None
-
-    def __enter__(self) -> Encryptor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

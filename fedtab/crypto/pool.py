@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 from fedtab.crypto.paillier import CrtEncryptCore, DecryptCore, DjnEncryptCore
 from fedtab.errors import ConfigError, FedtabError
@@ -168,3 +169,39 @@ def encrypt_pool(
 def decrypt_pool(workers: int, p: int, q: int) -> WorkerPool:
     """A pool of CRT decryption workers."""
     return WorkerPool(workers, _init_decrypt_worker, (p, q))
+
+
+class PoolOwner:
+    """The life cycle :class:`~fedtab.crypto.Encryptor` and ``Decryptor`` share.
+
+    Subclasses set ``_pool`` (a :class:`WorkerPool`, or None to work in-process) and ``_core``
+    (the in-process state: precomputed tables or key material). :meth:`close` stops the pool
+    and drops the core, so key material does not outlive its use.
+    """
+
+    _pool: WorkerPool | None
+    _core: object | None
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until every pool worker is up with its precomputed state (no-op in-process)."""
+        if self._pool is not None:
+            self._pool.wait_ready(timeout)
+
+    def close(self) -> None:
+        """Stop the worker pool and drop the in-process state (idempotent)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        self._core = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
