@@ -192,6 +192,11 @@ def _job_spec(kind: str, params_path: Path | None, seed: int, allow_two: bool) -
             document = tomllib.loads(params_path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read job file {params_path}: {exc}") from exc
+        file_kind = document.get("job", {}).get("kind", kind)
+        if file_kind != kind:
+            raise ConfigError(
+                f"job file {params_path} is a {file_kind!r} job but --model is {kind!r}"
+            )
         params.update(document.get("params", {}))
         job.update(document.get("job", {}))
     return JobSpec.from_dict({"job": job, "params": params})
