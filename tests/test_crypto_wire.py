@@ -21,6 +21,7 @@ from fedtab.crypto import (
     add_encrypted,
     encrypted_vector_from_bytes,
     encrypted_vector_to_bytes,
+    encrypted_vector_wire_size,
     generate_keypair,
 )
 from fedtab.crypto.wire import HEADER_SIZE, MAGIC, TRAILER_SIZE, ciphertext_width
@@ -55,6 +56,10 @@ def test_round_trip_is_exact(small_private_key: PrivateKey, vector: EncryptedVec
     assert encrypted_vector_to_bytes(back) == data
     with Decryptor(small_private_key) as dec:
         assert np.allclose(dec.decrypt(back), 3 * np.linspace(-SPEC.clip, SPEC.clip, 47))
+
+
+def test_wire_size_is_the_serialised_length(vector: EncryptedVector) -> None:
+    assert encrypted_vector_wire_size(vector) == len(encrypted_vector_to_bytes(vector))
 
 
 def test_empty_vector_round_trips(small_private_key: PrivateKey) -> None:

@@ -30,7 +30,11 @@ from fedtab.crypto.keys import (
     save_private_key,
     save_public_key,
 )
-from fedtab.crypto.wire import encrypted_vector_from_bytes, encrypted_vector_to_bytes
+from fedtab.crypto.wire import (
+    encrypted_vector_from_bytes,
+    encrypted_vector_to_bytes,
+    encrypted_vector_wire_size,
+)
 
 __all__ = [
     "Decryptor",
@@ -43,6 +47,7 @@ __all__ = [
     "decode_plaintexts",
     "encrypted_vector_from_bytes",
     "encrypted_vector_to_bytes",
+    "encrypted_vector_wire_size",
     "generate_keypair",
     "headroom_bits",
     "load_private_key",

@@ -56,6 +56,11 @@ def _width_for_bits(key_bits: int) -> int:
     return (2 * key_bits + 7) // 8
 
 
+def encrypted_vector_wire_size(vector: EncryptedVector) -> int:
+    """Bytes :func:`encrypted_vector_to_bytes` produces for ``vector``, without serialising it."""
+    return HEADER_SIZE + len(vector.ciphertexts) * _width_for_bits(vector.key_bits) + TRAILER_SIZE
+
+
 def encrypted_vector_to_bytes(vector: EncryptedVector) -> bytes:
     """Serialise a vector: the header above plus fixed-width big-endian ciphertexts.
 

@@ -30,7 +30,7 @@ from fedtab.crypto import (
     Encryptor,
     PrivateKey,
     add_encrypted,
-    encrypted_vector_to_bytes,
+    encrypted_vector_wire_size,
 )
 from fedtab.errors import ProposalMismatchError, ProtocolError
 from fedtab.protocol.steps import BankTrainer, JsonDict, SumRequest, proposal_digest
@@ -114,8 +114,9 @@ def run_encrypted(
             aggregate = decryptor.decrypt(total)
             decrypted_at = time.perf_counter()
             cts = sum(len(vector.ciphertexts) for vector in encrypted) + len(total.ciphertexts)
-            wire = sum(len(encrypted_vector_to_bytes(v)) for v in encrypted)
-            wire += len(encrypted_vector_to_bytes(total)) * len(encrypted)
+            # Contributions up, the aggregate down to every bank (sizes, not serialisations).
+            wire = sum(encrypted_vector_wire_size(v) for v in encrypted)
+            wire += encrypted_vector_wire_size(total) * len(encrypted)
             stats.values_summed += request.length
             stats.ciphertexts += cts
             stats.wire_bytes += wire
