@@ -34,24 +34,40 @@ class BankComparison:
     metrics: Mapping[str, Mapping[str, Any]]
 
 
+@dataclass(frozen=True)
+class BankTables:
+    """Every simulated bank's loaded training table and (where it has one) holdout."""
+
+    trains: Mapping[str, LocalTable]
+    holdouts: Mapping[str, LocalTable]
+
+
+def load_bank_tables(inputs: SimulationInputs) -> BankTables:
+    """Load and validate each bank's files once, for the comparison and the report."""
+    contract = inputs.contract
+    return BankTables(
+        trains={b.name: load_table(b.train_path, contract) for b in inputs.banks},
+        holdouts={
+            b.name: load_table(b.holdout_path, contract)
+            for b in inputs.banks
+            if b.holdout_path is not None
+        },
+    )
+
+
 def compare_models(
     inputs: SimulationInputs,
+    tables: BankTables,
     federated: ScoringModel,
     kind: str,
     params: Mapping[str, Any],
     seed: int,
 ) -> list[BankComparison]:
     """Train local-only and pooled baselines and score all three models on every holdout."""
-    contract = inputs.contract
-    trains = {b.name: load_table(b.train_path, contract) for b in inputs.banks}
-    holdouts = {
-        b.name: load_table(b.holdout_path, contract)
-        for b in inputs.banks
-        if b.holdout_path is not None
-    }
+    trains, holdouts = tables.trains, tables.holdouts
     if not holdouts:
         return []
-    pooled = fit_baseline(kind, _concat(contract, list(trains.values())), params, seed)
+    pooled = fit_baseline(kind, _concat(inputs.contract, list(trains.values())), params, seed)
     rows = []
     for name, holdout in holdouts.items():
         scorers: dict[str, Scorer] = {
@@ -64,13 +80,12 @@ def compare_models(
     return rows
 
 
-def training_metrics(inputs: SimulationInputs, federated: ScoringModel) -> dict[str, Any]:
+def training_metrics(tables: BankTables, federated: ScoringModel) -> dict[str, Any]:
     """The federated model's metrics on each bank's own training rows (for the report)."""
-    out: dict[str, Any] = {}
-    for bank in inputs.banks:
-        table = load_table(bank.train_path, inputs.contract)
-        out[bank.name] = evaluate_scores(table.y, federated.predict_proba(table.X))
-    return out
+    return {
+        name: evaluate_scores(table.y, federated.predict_proba(table.X))
+        for name, table in tables.trains.items()
+    }
 
 
 def format_table(rows: list[BankComparison]) -> str:

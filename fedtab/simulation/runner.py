@@ -27,6 +27,7 @@ from fedtab.simulation.comparison import (
     compare_models,
     comparison_to_dict,
     format_table,
+    load_bank_tables,
     training_metrics,
 )
 from fedtab.simulation.inputs import SimulationInputs
@@ -106,7 +107,10 @@ def run_simulation(
 
     model = load_model(model_path)
     say("training local-only and pooled reference models, scoring holdouts")
-    rows = compare_models(inputs, model, config.job.kind, config.job.params, config.job.seed)
+    tables = load_bank_tables(inputs)
+    rows = compare_models(
+        inputs, tables, model, config.job.kind, config.job.params, config.job.seed
+    )
     report = {
         "job": config.job.to_dict(),
         "job_id": job_id,
@@ -120,7 +124,7 @@ def run_simulation(
         },
         "steps": final.step_index,
         "traffic": dict(getattr(final, "traffic", {}) or {}),
-        "training_metrics": training_metrics(inputs, model),
+        "training_metrics": training_metrics(tables, model),
         "holdout_comparison": comparison_to_dict(rows),
     }
     report_path = config.out_dir / "report.json"
