@@ -33,10 +33,10 @@ Replay: the model state is a function of the table and the committed proposals, 
 :meth:`GBDTTrainer.next_request` names every step after ``commit()``-only replay (a counts
 proposal carries the next request's length). The exceptions are the subtraction trick and the
 gradient layout: a level needs the previous level's and its own count aggregates, which are
-cached when :meth:`GBDTTrainer.propose` produces the proposal that is then committed. A bank that
-restarts mid-tree must replay the current tree's steps (at most ``2 * max_depth``) through
-``propose`` with the re-decrypted aggregates before ``commit``; ``propose`` on a step whose tree
-began before the replayed steps raises :class:`ProtocolError` (commit it without proposing).
+cached when :meth:`GBDTTrainer.propose` produces the proposal that is then committed. So every
+tree step names the segment ``tree/<t>``: a bank that restarts mid-tree replays the current
+tree's steps through ``propose`` with the re-decrypted aggregates before ``commit``
+(:func:`fedtab.protocol.steps.restore`).
 """
 
 from __future__ import annotations
@@ -116,12 +116,13 @@ class GBDTTrainer:
             return None
         tree = self._tree
         step = self._step_id()
+        segment = f"tree/{len(self._trees)}"  # a level needs its tree's earlier aggregates
         if tree.phase == "counts":
             length = len(tree.build) * self._current_layout().size
             return SumRequest(step, length, self._count_spec,
-                              f"{len(tree.build)} node count histogram(s)")
+                              f"{len(tree.build)} node count histogram(s)", segment)
         return SumRequest(step, tree.grads_length, self._hist_spec,
-                          "node gradient sums at candidate positions")
+                          "node gradient sums at candidate positions", segment)
 
     def contribution(self, request: SumRequest) -> np.ndarray:
         self._check_request(request)
