@@ -105,7 +105,11 @@ class JobContext:
 
 
 class BankTrainer(Protocol):
-    """One bank's side of a federated job, as a pure step machine (see module docstring)."""
+    """One bank's side of a federated job, as a pure step machine (see module docstring).
+
+    Job kinds implement it with :class:`fedtab.protocol.step_machine.StepMachine`, which
+    derives these methods from the trainer's current step.
+    """
 
     def next_request(self) -> SumRequest | None:
         """The next secure sum this job needs, or ``None`` when the job is finished."""
