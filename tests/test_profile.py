@@ -15,7 +15,8 @@ from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
 from fedtab.data.infer import infer_contract
 from fedtab.data.validate import to_local_table
 from fedtab.errors import ConfigError, DataContractError, ProtocolError
-from fedtab.profiling import ProfileParams, ProfileTrainer, hard_range
+from fedtab.moments import hard_range
+from fedtab.profiling import ProfileParams, ProfileTrainer
 from fedtab.protocol.local_runner import run_encrypted, run_plaintext
 from fedtab.protocol.steps import JobContext
 

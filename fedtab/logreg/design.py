@@ -17,7 +17,7 @@ import numpy as np
 
 from fedtab.data.contract import DataContract
 from fedtab.errors import DataContractError
-from fedtab.profiling import hard_range
+from fedtab.moments import hard_range
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class DesignEncoder:
         return np.hstack(blocks)
 
     def value_bounds(self) -> list[tuple[float, float]]:
-        """Per encoded column, the range its values may take (:func:`~fedtab.profiling.hard_range`;
+        """Per encoded column, the range its values may take (:func:`~fedtab.moments.hard_range`;
         one-hot: ``[0, 1]``); raises :class:`DataContractError` for an undeclared range."""
         bounds: list[tuple[float, float]] = []
         for spec in self.contract.features:

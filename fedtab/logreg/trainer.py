@@ -2,7 +2,7 @@
 
 Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
 
-1. ``moments`` and 2. ``deviations`` (shared with the profile job, :mod:`fedtab.profiling`):
+1. ``moments`` and 2. ``deviations`` (shared with the profile job, :mod:`fedtab.moments`):
    consortium counts, label counts, feature means and squared deviations. The committed
    proposals release the counts and means; the second proposal releases the standardisation
    (``mean``, ``scale`` of every encoded column, ``StandardScaler`` semantics, ``ddof=0``) and the
@@ -32,18 +32,8 @@ from fedtab.errors import JobFailedError, ProtocolError
 from fedtab.logreg.design import DesignEncoder, encoded_moments
 from fedtab.logreg.newton import NewtonState, newton_update
 from fedtab.logreg.params import LogRegParams
-from fedtab.profiling import (
-    DEVIATIONS_STEP,
-    MOMENTS_STEP,
-    Moments,
-    check_table,
-    deviations_contribution,
-    deviations_request,
-    moments_contribution,
-    moments_from_aggregate,
-    moments_request,
-    squared_deviations,
-)
+from fedtab.moments import DeviationsStep, Moments, MomentsStep, check_table
+from fedtab.protocol.step_machine import FnStep, Step, StepMachine
 from fedtab.protocol.steps import JobContext, JsonDict, SumRequest
 
 NEWTON_FRAC_BITS = 40
@@ -51,7 +41,7 @@ MAX_CLIP_LOG2 = 60
 MODEL_FORMAT_VERSION = 1
 
 
-class LogRegTrainer:
+class LogRegTrainer(StepMachine):
     """One bank's side of a ``logreg`` job (a :class:`~fedtab.protocol.steps.BankTrainer`).
 
     Raises :class:`~fedtab.errors.ConfigError` for bad ``ctx.params`` (see
@@ -67,91 +57,43 @@ class LogRegTrainer:
         self._params = LogRegParams.from_mapping(ctx.params)
         check_table(table, self._params.max_rows_per_bank)
         self._has_numeric = any(f.kind == "numeric" for f in self._contract.features)
-        self._moments: Moments | None = None
         self._scaler: JsonDict | None = None
         self._newton: NewtonState | None = None
         self._rounds = 0
         self._design: np.ndarray | None = None  # cached [1, standardised encoded X]
+        max_rows, n_banks = self._params.max_rows_per_bank, ctx.n_banks
+        self._moments = MomentsStep(table, max_rows, n_banks, check=_both_classes,
+                                    on_commit=self._moments_committed)
+        self._deviations = DeviationsStep(table, max_rows, n_banks, self._moments,
+                                          propose=self._scaler_proposal,
+                                          commit=self._commit_scaler)
 
     # -- the step machine -------------------------------------------------------------------
 
-    def next_request(self) -> SumRequest | None:
-        max_rows, n_banks = self._params.max_rows_per_bank, self._ctx.n_banks
-        if self._moments is None:
-            return moments_request(self._contract, max_rows, n_banks)
+    def current_step(self) -> Step | None:
+        if self._moments.value is None:
+            return self._moments
         if self._scaler is None:
-            return deviations_request(self._contract, max_rows, n_banks)
+            return self._deviations
         if self._newton is None or self._newton.done:
             return None
         spec, _ = self._newton_encoding(self._newton.candidate)
         dim = len(self._newton.candidate)
-        return SumRequest(
+        request = SumRequest(
             step_id=f"newton/{self._rounds}",
             length=dim + dim * (dim + 1) // 2 + 1,
             encoding=spec,
             description="gradient, Hessian upper triangle and loss at the candidate",
         )
-
-    def contribution(self, request: SumRequest) -> np.ndarray:
-        self._expect(request)
-        if request.step_id == MOMENTS_STEP:
-            return moments_contribution(self._table)
-        if request.step_id == DEVIATIONS_STEP:
-            return deviations_contribution(self._table, self._committed_moments())
-        newton = self._committed_newton()
-        _, factor = self._newton_encoding(newton.candidate)
-        return self._newton_terms(newton.candidate) / factor
-
-    def propose(self, request: SumRequest, aggregate: np.ndarray) -> JsonDict:
-        self._expect(request)
-        if request.step_id == MOMENTS_STEP:
-            moments = moments_from_aggregate(self._contract, aggregate)
-            positives, rows = moments.positives_total, moments.rows_total
-            if positives == 0 or positives == rows:
-                raise JobFailedError(
-                    f"logistic regression needs both classes; the consortium has {rows} rows "
-                    f"and {positives} positives"
-                )
-            return moments.to_proposal()
-        if request.step_id == DEVIATIONS_STEP:
-            return self._scaler_proposal(squared_deviations(self._contract, aggregate))
-        newton = self._committed_newton()
-        _, factor = self._newton_encoding(newton.candidate)
-        values = [float(v) * factor for v in aggregate.tolist()]
-        dim = len(newton.candidate)
-        w0, w1 = self._class_weights()
-        moments = self._committed_moments()
-        negatives = moments.rows_total - moments.positives_total
-        updated = newton_update(
-            newton,
-            values[:dim],
-            values[dim:-1],
-            values[-1],
-            C=self._params.C,
-            weight_total=w0 * negatives + w1 * moments.positives_total,
-            tol=self._params.tol,
-            max_iter=self._params.max_iter,
-        )
-        return updated.to_proposal()
-
-    def commit(self, request: SumRequest, proposal: JsonDict) -> None:
-        self._expect(request)
-        if request.step_id == MOMENTS_STEP:
-            self._moments = Moments.from_proposal(proposal)
-            if not self._has_numeric:
-                self._commit_scaler(self._scaler_proposal([None] * len(self._contract.features)))
-        elif request.step_id == DEVIATIONS_STEP:
-            self._commit_scaler(proposal)
-        else:
-            self._newton = NewtonState.from_proposal(proposal)
-            self._rounds += 1
+        return FnStep(request, self._newton_contribution, self._propose_newton,
+                      self._commit_newton)
 
     def result(self) -> dict[str, bytes]:
         """``{"model.json": ...}``, read by :class:`~fedtab.logreg.model.LogRegModel`."""
         newton = self._newton
         if newton is None or not newton.done or newton.theta is None or self._scaler is None:
             raise ProtocolError("the logreg job has not finished")
-        moments = self._committed_moments()
+        moments = self._moments.committed()
         doc: dict[str, Any] = {
             "kind": "logreg",
             "format_version": MODEL_FORMAT_VERSION,
@@ -175,18 +117,39 @@ class LogRegTrainer:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _expect(self, request: SumRequest) -> None:
-        expected = self.next_request()
-        if expected is None or expected != request:
-            raise ProtocolError(
-                f"unexpected step {request.step_id!r}; this bank expects "
-                f"{'none (finished)' if expected is None else expected.step_id!r}"
-            )
+    def _newton_contribution(self) -> np.ndarray:
+        newton = self._committed_newton()
+        _, factor = self._newton_encoding(newton.candidate)
+        return self._newton_terms(newton.candidate) / factor
 
-    def _committed_moments(self) -> Moments:
-        if self._moments is None:
-            raise ProtocolError("moments are not committed yet")
-        return self._moments
+    def _propose_newton(self, aggregate: np.ndarray) -> JsonDict:
+        newton = self._committed_newton()
+        _, factor = self._newton_encoding(newton.candidate)
+        values = [float(v) * factor for v in aggregate.tolist()]
+        dim = len(newton.candidate)
+        w0, w1 = self._class_weights()
+        moments = self._moments.committed()
+        negatives = moments.rows_total - moments.positives_total
+        updated = newton_update(
+            newton,
+            values[:dim],
+            values[dim:-1],
+            values[-1],
+            C=self._params.C,
+            weight_total=w0 * negatives + w1 * moments.positives_total,
+            tol=self._params.tol,
+            max_iter=self._params.max_iter,
+        )
+        return updated.to_proposal()
+
+    def _commit_newton(self, proposal: JsonDict) -> None:
+        self._newton = NewtonState.from_proposal(proposal)
+        self._rounds += 1
+
+    def _moments_committed(self, moments: Moments) -> None:
+        if not self._has_numeric:  # no deviations step: the standardisation follows now
+            no_deviations: list[float | None] = [None] * len(self._contract.features)
+            self._commit_scaler(self._scaler_proposal(moments, no_deviations))
 
     def _committed_newton(self) -> NewtonState:
         if self._newton is None:
@@ -198,8 +161,7 @@ class LogRegTrainer:
             raise ProtocolError("the standardisation is not committed yet")
         return self._scaler
 
-    def _scaler_proposal(self, deviations: list[float | None]) -> JsonDict:
-        m = self._committed_moments()
+    def _scaler_proposal(self, m: Moments, deviations: list[float | None]) -> JsonDict:
         mean, scale = encoded_moments(
             self._contract, m.rows_total, m.mean, m.category_counts, deviations
         )
@@ -216,7 +178,7 @@ class LogRegTrainer:
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed standardisation proposal: {exc}") from exc
         self._scaler = scaler
-        m = self._committed_moments()
+        m = self._moments.committed()
         w0, w1 = scaler["class_weight"]
         start = [math.log(w1 * m.positives_total / (w0 * (m.rows_total - m.positives_total)))]
         self._newton = NewtonState(candidate=start + [0.0] * len(scaler["mean"]))
@@ -227,7 +189,7 @@ class LogRegTrainer:
 
     def _encoder(self) -> DesignEncoder:
         """Imputes numeric features with the committed consortium mean."""
-        m = self._committed_moments()
+        m = self._moments.committed()
         impute = tuple(
             0.0 if mean is None else mean for mean in encoded_numeric_impute(self._contract, m)
         )
@@ -269,6 +231,16 @@ class LogRegTrainer:
         loss = float(np.sum(weights * (np.logaddexp(0.0, z) - y * z)))
         upper = hess[np.triu_indices(design.shape[1])]
         return np.concatenate([grad, upper, [loss]])
+
+
+def _both_classes(moments: Moments) -> None:
+    """Refuse a consortium with a single class (the check on the moments proposal)."""
+    positives, rows = moments.positives_total, moments.rows_total
+    if positives == 0 or positives == rows:
+        raise JobFailedError(
+            f"logistic regression needs both classes; the consortium has {rows} rows "
+            f"and {positives} positives"
+        )
 
 
 def encoded_numeric_impute(contract: Any, moments: Moments) -> list[float | None]:
