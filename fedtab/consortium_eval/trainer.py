@@ -48,6 +48,7 @@ from fedtab.data.contract import LocalTable
 from fedtab.errors import ConfigError, PrivacyError, ProtocolError
 from fedtab.metrics import evaluate_scores
 from fedtab.profiling import DEFAULT_MAX_ROWS, parse_max_rows
+from fedtab.protocol.step_machine import FnStep, Step, StepMachine
 from fedtab.protocol.steps import JobContext, JsonDict, SumRequest
 
 PER_BANK_STEP = "evaluate/per_bank"
@@ -108,7 +109,7 @@ class EvaluateParams:
         )
 
 
-class EvaluateTrainer:
+class EvaluateTrainer(StepMachine):
     """One bank's side of an ``evaluate`` job (see module docstring).
 
     Built by :func:`fedtab.jobs.create_trainer` with the bank's holdout (``needs_holdout``).
@@ -154,64 +155,27 @@ class EvaluateTrainer:
 
     # ----- step machine -----------------------------------------------------------------------
 
-    def next_request(self) -> SumRequest | None:
+    def current_step(self) -> Step | None:
         p, n_banks = self._params, self._ctx.n_banks
         if self._per_bank is None:
-            return SumRequest(
+            per_bank = SumRequest(
                 step_id=PER_BANK_STEP,
                 length=n_banks * len(PER_BANK_KEYS),
                 encoding=EncodingSpec(PER_BANK_FRAC_BITS, float(p.max_rows_per_bank), n_banks),
                 description="each bank's holdout metrics in its own segment",
             )
+            return FnStep(per_bank, self._own_segment, self._propose_per_bank,
+                          self._commit_per_bank)
         if self._consortium is None:
-            return SumRequest(
+            histogram = SumRequest(
                 step_id=HISTOGRAM_STEP,
                 length=2 * p.score_bins,
                 encoding=EncodingSpec(0, float(p.max_rows_per_bank), n_banks),
                 description=f"holdout score counts by label in {p.score_bins} logit bins",
             )
+            return FnStep(histogram, self._histogram.copy, self._propose_consortium,
+                          self._commit_consortium)
         return None
-
-    def contribution(self, request: SumRequest) -> np.ndarray:
-        self._expect(request)
-        if request.step_id == PER_BANK_STEP:
-            k = len(PER_BANK_KEYS)
-            vector = np.zeros(request.length, dtype=np.float64)
-            position = self._ctx.bank_names.index(self._ctx.bank_name)
-            vector[position * k : (position + 1) * k] = self._own
-            return vector
-        return self._histogram.copy()
-
-    def propose(self, request: SumRequest, aggregate: np.ndarray) -> JsonDict:
-        self._expect(request)
-        if request.step_id == PER_BANK_STEP:
-            return {"per_bank": self._per_bank_from(aggregate)}
-        if self._per_bank is None:  # pragma: no cover - guarded by _expect
-            raise ProtocolError("histogram proposed before per-bank metrics were committed")
-        neg, pos = counts_from_aggregate(aggregate, self._params.score_bins)
-        rows = sum(int(m["n_rows"]) for m in self._per_bank.values())
-        frauds = sum(int(m["n_positive"]) for m in self._per_bank.values())
-        if sum(neg) + sum(pos) != rows or sum(pos) != frauds:
-            raise ProtocolError("the summed score histogram does not match the banks' row and "
-                                "fraud counts")
-        brier = sum(float(m["brier"]) * int(m["n_rows"]) for m in self._per_bank.values())
-        out: dict[str, Any] = binned_metrics(neg, pos)
-        out.update(brier=brier / rows, n_rows=rows, n_positive=frauds,
-                   positive_rate=frauds / rows)
-        return {"consortium": out}
-
-    def commit(self, request: SumRequest, proposal: JsonDict) -> None:
-        self._expect(request)
-        try:
-            if request.step_id == PER_BANK_STEP:
-                per_bank = proposal["per_bank"]
-                if sorted(per_bank) != sorted(self._ctx.bank_names):
-                    raise ProtocolError("the per-bank proposal does not name every bank")
-                self._per_bank = {str(b): dict(m) for b, m in per_bank.items()}
-            else:
-                self._consortium = dict(proposal["consortium"])
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ProtocolError(f"malformed evaluate proposal: {exc!r}") from exc
 
     def result(self) -> dict[str, bytes]:
         """``evaluation.json`` (per-bank and consortium metrics) and ``evaluation.txt``."""
@@ -233,6 +197,51 @@ class EvaluateTrainer:
 
     # ----- helpers ----------------------------------------------------------------------------
 
+    def _own_segment(self) -> np.ndarray:
+        """This bank's metrics in its own segment of the per-bank vector, zeros elsewhere."""
+        k = len(PER_BANK_KEYS)
+        vector = np.zeros(self._ctx.n_banks * k, dtype=np.float64)
+        position = self._ctx.bank_names.index(self._ctx.bank_name)
+        vector[position * k : (position + 1) * k] = self._own
+        return vector
+
+    def _propose_per_bank(self, aggregate: np.ndarray) -> JsonDict:
+        return {"per_bank": self._per_bank_from(aggregate)}
+
+    def _commit_per_bank(self, proposal: JsonDict) -> None:
+        try:
+            per_bank = proposal["per_bank"]
+            if sorted(per_bank) != sorted(self._ctx.bank_names):
+                raise ProtocolError("the per-bank proposal does not name every bank")
+            self._per_bank = {str(b): dict(m) for b, m in per_bank.items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProtocolError(f"malformed evaluate proposal: {exc!r}") from exc
+
+    def _propose_consortium(self, aggregate: np.ndarray) -> JsonDict:
+        per_bank = self._committed_per_bank()
+        neg, pos = counts_from_aggregate(aggregate, self._params.score_bins)
+        rows = sum(int(m["n_rows"]) for m in per_bank.values())
+        frauds = sum(int(m["n_positive"]) for m in per_bank.values())
+        if sum(neg) + sum(pos) != rows or sum(pos) != frauds:
+            raise ProtocolError("the summed score histogram does not match the banks' row and "
+                                "fraud counts")
+        brier = sum(float(m["brier"]) * int(m["n_rows"]) for m in per_bank.values())
+        out: dict[str, Any] = binned_metrics(neg, pos)
+        out.update(brier=brier / rows, n_rows=rows, n_positive=frauds,
+                   positive_rate=frauds / rows)
+        return {"consortium": out}
+
+    def _commit_consortium(self, proposal: JsonDict) -> None:
+        try:
+            self._consortium = dict(proposal["consortium"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProtocolError(f"malformed evaluate proposal: {exc!r}") from exc
+
+    def _committed_per_bank(self) -> dict[str, dict[str, Any]]:
+        if self._per_bank is None:
+            raise ProtocolError("the per-bank metrics are not committed yet")
+        return self._per_bank
+
     def _per_bank_from(self, aggregate: np.ndarray) -> dict[str, dict[str, Any]]:
         k = len(PER_BANK_KEYS)
         values = [float(v) for v in np.asarray(aggregate, dtype=np.float64).tolist()]
@@ -252,11 +261,3 @@ class EvaluateTrainer:
             metrics["positive_rate"] = metrics["n_positive"] / rows
             out[bank] = metrics
         return out
-
-    def _expect(self, request: SumRequest) -> None:
-        expected = self.next_request()
-        if expected is None or expected != request:
-            raise ProtocolError(
-                f"unexpected step {request.step_id!r}; this bank expects "
-                f"{'none (finished)' if expected is None else expected.step_id!r}"
-            )
