@@ -33,36 +33,35 @@ Replay: the model state is a function of the table and the committed proposals, 
 :meth:`GBDTTrainer.next_request` names every step after ``commit()``-only replay (a counts
 proposal carries the next request's length). The exceptions are the subtraction trick and the
 gradient layout: a level needs the previous level's and its own count aggregates, which are
-cached when :meth:`GBDTTrainer.propose` produces the proposal that is then committed. So every
-tree step names the segment ``tree/<t>``: a bank that restarts mid-tree replays the current
-tree's steps through ``propose`` with the re-decrypted aggregates before ``commit``
-(:func:`fedtab.protocol.steps.restore`).
+cached when ``propose`` produces the proposal that is then committed (:mod:`fedtab.gbdt.grow`,
+where the level steps live). So every tree step names the segment ``tree/<t>``: a bank that
+restarts mid-tree replays the current tree's steps through ``propose`` with the re-decrypted
+aggregates before ``commit`` (:meth:`~fedtab.protocol.step_machine.StepMachine.restore`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 
 import numpy as np
 
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.data.contract import LocalTable
 from fedtab.errors import DataContractError, PrivacyError, ProtocolError
-from fedtab.gbdt import binning, split
+from fedtab.gbdt import binning
 from fedtab.gbdt.export import model_to_xgboost_json
-from fedtab.gbdt.grad_layout import GradLayout
+from fedtab.gbdt.grow import TreeGrower, TreeRows
 from fedtab.gbdt.model import GBDTModel, Tree, base_margin_of, sigmoid
 from fedtab.gbdt.params import GBDTParams
-from fedtab.gbdt.split import HistLayout, NodeHist, NodeStats
-from fedtab.gbdt.tree_build import TreeBuild
-from fedtab.protocol.steps import JobContext, JsonDict, SumRequest, proposal_digest
+from fedtab.gbdt.split import HistLayout
+from fedtab.protocol.step_machine import FnStep, Step, StepMachine
+from fedtab.protocol.steps import JobContext, JsonDict, SumRequest
 
 GRAD_FRAC_BITS = 24
 
 
-class GBDTTrainer:
+class GBDTTrainer(StepMachine):
     """Federated XGBoost-style trainer for ``binary:logistic`` (see module docstring).
 
     Raises :class:`ConfigError` for bad params and :class:`DataContractError` for a table that
@@ -96,82 +95,18 @@ class GBDTTrainer:
         self._bins: np.ndarray = np.zeros((0, 0), dtype=np.int32)
         self._margin = np.zeros(table.n_rows)
         self._trees: list[Tree] = []
-        self._tree = TreeBuild()
-        self._layout: HistLayout | None = None
-        self._local_bins = np.zeros((0, 0), dtype=np.int64)
-        self._grad = np.zeros(0)
-        self._hess = np.zeros(0)
-        self._row_node = np.zeros(0, dtype=np.int64)
-        # caches of aggregates (not model state; see the module docstring on replay)
-        self._hists: dict[int, NodeHist] = {}  # the previous level's split nodes
-        self._level: _Level | None = None  # this level's counts and candidate positions
-        self._pending: tuple[str, str, object] | None = None
+        self._grower: TreeGrower | None = None  # the tree being grown, its current step
+        length = sum(len(e) + 2 for e in self._fine) + 2
+        self._bins_step = FnStep(
+            SumRequest("bins", length, self._count_spec, "fine count histograms"),
+            self._bins_contribution, self._propose_bins, self._commit_bins,
+        )
 
     # ------------------------------------------------------------------ protocol
-    def next_request(self) -> SumRequest | None:
+    def current_step(self) -> Step | None:
         if self._cuts is None:
-            length = sum(len(e) + 2 for e in self._fine) + 2
-            return SumRequest("bins", length, self._count_spec, "fine count histograms")
-        if len(self._trees) >= self.params.n_estimators:
-            return None
-        tree = self._tree
-        step = self._step_id()
-        segment = f"tree/{len(self._trees)}"  # a level needs its tree's earlier aggregates
-        if tree.phase == "counts":
-            length = len(tree.build) * self._current_layout().size
-            return SumRequest(step, length, self._count_spec,
-                              f"{len(tree.build)} node count histogram(s)", segment)
-        return SumRequest(step, tree.grads_length, self._hist_spec,
-                          "node gradient sums at candidate positions", segment)
-
-    def contribution(self, request: SumRequest) -> np.ndarray:
-        self._check_request(request)
-        if request.step_id == "bins":
-            return self._bins_contribution()
-        layout, tree = self._current_layout(), self._tree
-        if tree.phase == "grads":
-            if tree.grads is None:
-                raise ProtocolError(f"{request.step_id}: {_NO_CACHE}")
-            return tree.grads.contribution(layout, self._row_node, self._local_bins,
-                                           self._grad, self._hess)
-        slot = np.full(max(len(tree.value), max(tree.build) + 1) + 1, -1, dtype=np.int64)
-        slot[tree.build] = np.arange(len(tree.build))
-        node_slot = slot[self._row_node]  # row_node == -1 (unsampled) maps to the last, -1
-        rows = np.flatnonzero(node_slot >= 0)
-        size = len(tree.build) * layout.size
-        flat = (node_slot[rows] * layout.size)[:, None] + self._local_bins[rows] + layout.start
-        return np.bincount(flat.ravel(), minlength=size).astype(np.float64)
-
-    def propose(self, request: SumRequest, aggregate: np.ndarray) -> JsonDict:
-        self._check_request(request)
-        values = np.asarray(aggregate, dtype=np.float64)
-        if values.shape != (request.length,):
-            raise ProtocolError(f"aggregate for {request.step_id!r} has shape {values.shape}")
-        if request.step_id == "bins":
-            return self._propose_bins(values)
-        proposal: JsonDict
-        cache: object
-        if self._tree.phase == "counts":
-            proposal, cache = self._propose_counts(request, values)
-        else:
-            proposal, cache = self._propose_splits(request, values)
-        self._pending = (request.step_id, proposal_digest(proposal), cache)  # cache only
-        return proposal
-
-    def commit(self, request: SumRequest, proposal: JsonDict) -> None:
-        if request.step_id != self._step_id():
-            raise ProtocolError(f"cannot commit {request.step_id!r}: expected {self._step_id()!r}")
-        if request.step_id == "bins":
-            self._commit_bins(proposal)
-            return
-        pending, self._pending = self._pending, None
-        cache = None
-        if pending is not None and pending[:2] == (request.step_id, proposal_digest(proposal)):
-            cache = pending[2]
-        if self._tree.phase == "counts":
-            self._commit_counts(proposal, cache)  # type: ignore[arg-type]
-        else:
-            self._commit_splits(proposal, cache)  # type: ignore[arg-type]
+            return self._bins_step
+        return None if self._grower is None else self._grower.step
 
     def result(self) -> dict[str, bytes]:
         if self.next_request() is not None:
@@ -245,22 +180,11 @@ class GBDTTrainer:
         self._margin = np.full(self.table.n_rows, base_margin_of(self._base_score))
         self._start_tree()
 
-
     # ------------------------------------------------------------------ trees
-    def _step_id(self) -> str:
-        if self._cuts is None:
-            return "bins"
-        if len(self._trees) >= self.params.n_estimators:
-            return "done"
-        tree = self._tree
-        return f"tree/{len(self._trees)}/depth/{tree.depth}/{tree.phase}"
-
     def _start_tree(self) -> None:
+        """Sample the next tree's columns and rows and compute its gradients (or finish)."""
         p, t = self.params, len(self._trees)
-        self._tree = TreeBuild()
-        self._hists = {}
-        self._level = None
-        self._pending = None
+        self._grower = None
         if t >= p.n_estimators or self._cuts is None:
             return
         n_features = len(self._cuts)
@@ -271,179 +195,28 @@ class GBDTTrainer:
         else:
             cols = np.arange(n_features)
         n_cuts = np.array([len(c) for c in self._cuts], dtype=np.int64)
-        self._layout = HistLayout.build(cols, n_cuts, self._has_missing)
-        self._local_bins = self._bins[:, cols].astype(np.int64)
+        layout = HistLayout.build(cols, n_cuts, self._has_missing)
         prob = sigmoid(self._margin)
-        self._grad = (prob - self._y) * self._w
-        self._hess = np.maximum(prob * (1.0 - prob), 1e-16) * self._w
-        self._row_node = np.zeros(self.table.n_rows, dtype=np.int64)
+        row_node = np.zeros(self.table.n_rows, dtype=np.int64)
         if p.subsample < 1.0:
             local = np.random.default_rng([p.seed, t, 0, self._bank_key])
-            self._row_node[local.random(self.table.n_rows) >= p.subsample] = -1
+            row_node[local.random(self.table.n_rows) >= p.subsample] = -1
+        rows = TreeRows(
+            index=t,
+            layout=layout,
+            bins=self._bins,
+            local_bins=self._bins[:, cols].astype(np.int64),
+            grad=(prob - self._y) * self._w,
+            hess=np.maximum(prob * (1.0 - prob), 1e-16) * self._w,
+            row_node=row_node,
+        )
+        self._grower = TreeGrower(rows, self._cuts, p, (self._count_spec, self._hist_spec),
+                                  self._finish_tree)
 
-    def _current_layout(self) -> HistLayout:
-        if self._layout is None:
-            raise ProtocolError("no tree is being grown")
-        return self._layout
-
-    def _parent_hist(self, step: str, parent: int) -> NodeHist:
-        if parent not in self._hists:
-            raise ProtocolError(f"{step}: parent histogram of node {parent} missing; {_NO_CACHE}")
-        return self._hists[parent]
-
-    def _propose_counts(self, request: SumRequest, values: np.ndarray) -> tuple[JsonDict, _Level]:
-        layout, tree = self._current_layout(), self._tree
-        built = values.reshape(len(tree.build), layout.size)
-        counts = {node: built[i] for i, node in enumerate(tree.build)}
-        for node, (parent, sibling) in tree.derive.items():
-            counts[node] = self._parent_hist(request.step_id, parent).counts - counts[sibling]
-        mcs = self.params.min_child_samples
-        positions = {
-            node: tuple(split.candidate_positions(counts[node], layout, mcs))
-            for node in tree.frontier
-        }
-        is_open = [n for n in tree.frontier if any(len(q) for q in positions[n])]
-        larger = {sib: node for node, (_parent, sib) in tree.derive.items()}
-        pairs = [(node, larger.get(node)) for node in tree.build]
-        grads = GradLayout.plan(layout, pairs, is_open, counts, positions,
-                                always=tree.depth == 0)
-        # the next request's length is public anyway; carrying it lets a bank that replays
-        # with commit() alone still name the next request
-        proposal = {"step": request.step_id, "open": is_open, "grads_length": 2 * grads.size}
-        return proposal, _Level(counts, positions, grads)
-
-    def _commit_counts(self, proposal: JsonDict, level: _Level | None) -> None:
-        tree = self._tree
-        tree.open = [int(n) for n in proposal["open"]]
-        tree.grads_length = int(proposal["grads_length"])
-        if not tree.open and tree.depth > 0:
-            self._finish_tree()
-            return
-        tree.phase = "grads"
-        self._level = level
-        tree.grads = None if level is None else level.grads
-
-    def _propose_splits(
-        self, request: SumRequest, values: np.ndarray
-    ) -> tuple[JsonDict, dict[int, NodeHist]]:
-        layout, tree, level = self._current_layout(), self._tree, self._level
-        if tree.grads is None or level is None:
-            raise ProtocolError(f"{request.step_id}: {_NO_CACHE}")
-        hists = tree.grads.decode(values, level.counts)
-        for node, (parent, sibling) in tree.derive.items():
-            if node in tree.open:
-                hists[node] = self._parent_hist(request.step_id, parent).derive(
-                    hists[sibling], level.counts[node], level.positions[node]
-                )
-        proposal: JsonDict = {"step": request.step_id, "splits": []}
-        if tree.depth == 0:
-            root = hists[0]
-            if root.count < self.params.min_child_samples:
-                raise PrivacyError(f"{request.step_id}: the root has too few rows")
-            proposal["root"] = self._node_json(NodeStats(float(root.total[0]),
-                                                         float(root.total[1]), root.count))
-        cuts = self._cuts_or_fail()
-        for node in tree.open:
-            best = split.best_split(hists[node], layout, self.params)
-            if best is None:
-                continue
-            proposal["splits"].append({
-                "node": node,
-                "feature": best.feature,
-                "bin": best.split_bin,
-                "threshold": float(cuts[best.feature][best.split_bin]),
-                "default_left": best.default_left,
-                "loss_change": best.loss_change,
-                "left": self._node_json(best.left),
-                "right": self._node_json(best.right),
-            })
-        return proposal, {node: hists[node] for node in tree.open}
-
-    def _node_json(self, stats: NodeStats) -> JsonDict:
-        weight = float(split.leaf_weight(stats.grad, stats.hess, self.params))
-        value = float(np.float32(self.params.learning_rate * weight))
-        return {"count": stats.count, "cover": stats.hess, "value": value}
-
-    def _cuts_or_fail(self) -> list[np.ndarray]:
+    def _finish_tree(self, finished: Tree) -> None:
+        self._trees.append(finished)
         if self._cuts is None:
             raise ProtocolError("cut points are not committed yet")
-        return self._cuts
-
-    def _commit_splits(self, proposal: JsonDict, hists: dict[int, NodeHist] | None) -> None:
-        p, tree = self.params, self._tree
-        if tree.depth == 0:
-            root = proposal["root"]
-            tree.add_node(float(root["value"]), float(root["cover"]), int(root["count"]))
-        frontier, build, derive = [], [], {}
-        for item in proposal["splits"]:
-            node = int(item["node"])
-            children = [
-                tree.add_node(float(s["value"]), float(s["cover"]), int(s["count"]))
-                for s in (item["left"], item["right"])
-            ]
-            tree.left[node], tree.right[node] = children
-            tree.feature[node] = int(item["feature"])
-            tree.split_bin[node] = int(item["bin"])
-            tree.threshold[node] = float(item["threshold"])
-            tree.default_left[node] = bool(item["default_left"])
-            tree.loss_change[node] = float(item["loss_change"])
-            self._route(node)
-            open_children = [
-                c for c in children
-                if tree.depth + 1 < p.max_depth and tree.count[c] >= 2 * p.min_child_samples
-            ]
-            if open_children:
-                frontier.extend(open_children)
-                small, large = sorted(children, key=lambda c: (tree.count[c], c))
-                build.append(small)
-                if large in open_children:
-                    derive[large] = (node, small)
-        if not frontier:
-            self._finish_tree()
-            return
-        tree.depth += 1
-        tree.phase, tree.grads, tree.open = "counts", None, []
-        tree.frontier, tree.build, tree.derive = frontier, build, derive
-        self._hists = hists or {}
-        self._level = None
-
-    def _finish_tree(self) -> None:
-        self._trees.append(self._tree.freeze())
-        finished = self._trees[-1]
-        missing_bin = np.array([len(c) + 1 for c in self._cuts_or_fail()])
+        missing_bin = np.array([len(c) + 1 for c in self._cuts])
         self._margin += finished.value[finished.leaf_index_binned(self._bins, missing_bin)]
         self._start_tree()
-
-    def _route(self, node: int) -> None:
-        """Move this bank's rows of ``node`` to its children."""
-        tree = self._tree
-        rows = np.flatnonzero(self._row_node == node)
-        feature = tree.feature[node]
-        b = self._bins[rows, feature]
-        missing = b == len(self._cuts_or_fail()[feature]) + 1
-        go_left = np.where(missing, tree.default_left[node], b <= tree.split_bin[node])
-        self._row_node[rows] = np.where(go_left, tree.left[node], tree.right[node])
-
-    def _check_request(self, request: SumRequest) -> None:
-        expected = self.next_request()
-        if expected is None or expected != request:
-            raise ProtocolError(
-                f"unexpected step {request.step_id!r}; this bank expects "
-                f"{'none' if expected is None else expected.step_id!r}"
-            )
-
-
-_NO_CACHE = (
-    "this level's aggregates are not cached (a bank that restarts mid-tree must replay the "
-    "tree's steps through propose() before commit())"
-)
-
-
-@dataclass(frozen=True)
-class _Level:
-    """One level's consortium count histograms, candidate positions and gradient request
-    layout (cached from the aggregate, not model state)."""
-
-    counts: dict[int, np.ndarray]
-    positions: dict[int, tuple[np.ndarray, ...]]
-    grads: GradLayout

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedtab.gbdt.grad_layout import GradLayout
 from fedtab.gbdt.model import Tree
 
 
@@ -21,7 +20,8 @@ class TreeBuild:
 
     ``frontier``: nodes at ``depth`` that may split; ``build``: nodes whose count histograms are
     summed (the smaller of each pair of siblings); ``derive``: node -> (parent, built sibling)
-    for the larger siblings; ``grads``: the gradient request layout once counts are committed.
+    for the larger siblings. Which nodes are open and the gradient layout belong to the level's
+    steps (:mod:`fedtab.gbdt.grow`).
     """
 
     left: list[int] = field(default_factory=list)
@@ -38,10 +38,6 @@ class TreeBuild:
     frontier: list[int] = field(default_factory=lambda: [0])
     build: list[int] = field(default_factory=lambda: [0])
     derive: dict[int, tuple[int, int]] = field(default_factory=dict)
-    phase: str = "counts"  # "counts" then "grads" at every depth
-    open: list[int] = field(default_factory=list)
-    grads: GradLayout | None = None
-    grads_length: int = 0
 
     def add_node(self, value: float, cover: float, count: int) -> int:
         for ints in (self.left, self.right, self.feature, self.split_bin):
