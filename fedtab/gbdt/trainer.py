@@ -214,9 +214,9 @@ class GBDTTrainer(StepMachine):
                                   self._finish_tree)
 
     def _finish_tree(self, finished: Tree) -> None:
-        self._trees.append(finished)
         if self._cuts is None:
             raise ProtocolError("cut points are not committed yet")
+        self._trees.append(finished)
         missing_bin = np.array([len(c) + 1 for c in self._cuts])
         self._margin += finished.value[finished.leaf_index_binned(self._bins, missing_bin)]
         self._start_tree()

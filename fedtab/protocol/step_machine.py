@@ -122,10 +122,11 @@ class StepMachine(ABC):
     def _step_for(self, request: SumRequest) -> Step:
         """The current step, if ``request`` is its request; else :class:`ProtocolError`."""
         step = self.current_step()
-        if step is None or step.request != request:
+        expected = None if step is None else step.request
+        if step is None or expected != request:
             raise ProtocolError(
                 f"unexpected step {request.step_id!r}; this bank expects "
-                f"{'none (finished)' if step is None else repr(step.request.step_id)}"
+                f"{'none (finished)' if expected is None else repr(expected.step_id)}"
             )
         return step
 
