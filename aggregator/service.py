@@ -2,7 +2,8 @@
 
 The servicer reads the caller's identity from the verified mTLS certificate, converts messages
 (:mod:`fedtab.transport.convert`), calls one coordinator handler and maps
-:class:`~fedtab.errors.FedtabError` to the error's gRPC status with a one-line message.
+:class:`~fedtab.errors.FedtabError` to its gRPC status (:mod:`fedtab.transport.status`) with a
+one-line message.
 
 Threat model: the aggregator process loads only its own bundle (public key, its TLS key and
 the consortium CA); no private Paillier key is ever read here.
@@ -32,6 +33,7 @@ from fedtab.transport.options import (
     LONG_POLL_SECONDS,
     SERVER_OPTIONS,
 )
+from fedtab.transport.status import abort_rpc
 
 log = logging.getLogger("fedtab.aggregator")
 T = TypeVar("T")
@@ -54,8 +56,7 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
             return fn(Caller(peer.name, peer.role))
         except FedtabError as exc:
             log.warning("%s from %s refused: %s", rpc, context.peer(), exc.one_line())
-            context.abort(exc.grpc_status, exc.one_line())
-            raise  # unreachable: abort raises
+            abort_rpc(context, exc)
 
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> Any:
         reg = self._call(context, "Register", lambda c: self.coordinator.register(
