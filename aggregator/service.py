@@ -28,11 +28,7 @@ from fedtab.transport import convert, tls
 from fedtab.transport.generated import fedtab_pb2 as pb
 from fedtab.transport.generated import fedtab_pb2_grpc as pb_grpc
 from fedtab.transport.messages import Caller, DownloadKind
-from fedtab.transport.options import (
-    DEFAULT_BANK_TIMEOUT_SECONDS,
-    LONG_POLL_SECONDS,
-    SERVER_OPTIONS,
-)
+from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS, SERVER_OPTIONS
 from fedtab.transport.status import abort_rpc
 
 log = logging.getLogger("fedtab.aggregator")
@@ -160,4 +156,4 @@ def create_server(
     return server, port
 
 
-__all__ = ["LONG_POLL_SECONDS", "AggregatorServicer", "build_coordinator", "create_server"]
+__all__ = ["AggregatorServicer", "build_coordinator", "create_server"]
