@@ -98,6 +98,38 @@ def test_grpc_check_detects_the_transport() -> None:
     assert "grpc" in modules_loaded_by("fedtab.transport.status")
 
 
+def test_the_grpc_edge_maps_every_error_there_and_back() -> None:
+    """Each error class has its status at the edge, and a client rebuilds the same class."""
+    import grpc
+
+    from bank_node.policy import PolicyRefusal
+    from fedtab import errors
+    from fedtab.transport.status import (
+        STATUS_OF_ERROR,
+        UNREACHABLE,
+        error_from_status,
+        status_of,
+    )
+
+    classes = {c for c in vars(errors).values()
+               if isinstance(c, type) and issubclass(c, errors.FedtabError)}
+    assert classes == set(STATUS_OF_ERROR)
+    for cls in classes:
+        error = cls("went  wrong")
+        rebuilt = error_from_status(status_of(error), error.one_line(), "127.0.0.1:9")
+        if status_of(error) in UNREACHABLE:
+            assert isinstance(rebuilt, errors.PeerUnavailableError)
+        else:
+            assert type(rebuilt) is cls and str(rebuilt) == "went wrong"
+    assert status_of(errors.ReplayError()) == grpc.StatusCode.ALREADY_EXISTS
+    # A subclass defined elsewhere answers with its base class's status, and comes back as
+    # the class its status stands for.
+    refusal = PolicyRefusal("floor not met")
+    assert status_of(refusal) == grpc.StatusCode.FAILED_PRECONDITION
+    rebuilt = error_from_status(status_of(refusal), refusal.one_line(), "127.0.0.1:9")
+    assert type(rebuilt) is errors.ProtocolError and str(rebuilt) == "floor not met"
+
+
 # ---------------------------------------------------------------------------------------------
 # The import graph, from the source
 
