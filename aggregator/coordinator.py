@@ -512,11 +512,6 @@ class Coordinator:
                 log.info("resuming job %s at step %d", job.job_id, len(job.committed))
             self._jobs[job.job_id] = job
 
-    def snapshot(self) -> dict[str, str]:
-        """Job id -> state (for logs and tests)."""
-        with self._cond:
-            return {j.job_id: j.state.value for j in self._jobs.values()}
-
 
 def _write_error(job: Job, what: str, exc: Exception) -> CheckpointError:
     """A one-line CheckpointError for a failed checkpoint write (no local paths: banks see it)."""

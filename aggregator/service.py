@@ -2,7 +2,8 @@
 
 The servicer reads the caller's identity from the verified mTLS certificate, converts messages
 (:mod:`fedtab.transport.convert`), calls one coordinator handler and maps
-:class:`~fedtab.errors.FedtabError` to the error's gRPC status with a one-line message.
+:class:`~fedtab.errors.FedtabError` to its gRPC status (:mod:`fedtab.transport.status`) with a
+one-line message.
 
 Threat model: the aggregator process loads only its own bundle (public key, its TLS key and
 the consortium CA); no private Paillier key is ever read here.
@@ -27,11 +28,8 @@ from fedtab.transport import convert, tls
 from fedtab.transport.generated import fedtab_pb2 as pb
 from fedtab.transport.generated import fedtab_pb2_grpc as pb_grpc
 from fedtab.transport.messages import Caller, DownloadKind
-from fedtab.transport.options import (
-    DEFAULT_BANK_TIMEOUT_SECONDS,
-    LONG_POLL_SECONDS,
-    SERVER_OPTIONS,
-)
+from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS, SERVER_OPTIONS
+from fedtab.transport.status import abort_rpc
 
 log = logging.getLogger("fedtab.aggregator")
 T = TypeVar("T")
@@ -54,8 +52,7 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
             return fn(Caller(peer.name, peer.role))
         except FedtabError as exc:
             log.warning("%s from %s refused: %s", rpc, context.peer(), exc.one_line())
-            context.abort(exc.grpc_status, exc.one_line())
-            raise  # unreachable: abort raises
+            abort_rpc(context, exc)
 
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> Any:
         reg = self._call(context, "Register", lambda c: self.coordinator.register(
@@ -159,4 +156,4 @@ def create_server(
     return server, port
 
 
-__all__ = ["LONG_POLL_SECONDS", "AggregatorServicer", "build_coordinator", "create_server"]
+__all__ = ["AggregatorServicer", "build_coordinator", "create_server"]

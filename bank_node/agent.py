@@ -23,7 +23,8 @@ from bank_node.client import BankClient
 from bank_node.policy import BankPolicy, PolicyRefusal
 from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
 from fedtab.consortium import BankBundle
-from fedtab.crypto import Decryptor, Encryptor, encrypted_vector_from_bytes
+from fedtab.crypto import Encryptor, encrypted_vector_from_bytes
+from fedtab.crypto.decryptor import Decryptor
 from fedtab.data.contract import LocalTable
 from fedtab.errors import (
     ConfigError,

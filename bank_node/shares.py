@@ -13,13 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedtab.crypto import (
-    Decryptor,
     Encryptor,
     PublicKey,
     decode_plaintexts,
     encrypted_vector_from_bytes,
     encrypted_vector_to_bytes,
 )
+from fedtab.crypto.decryptor import Decryptor
 from fedtab.errors import CiphertextError, ProtocolError
 from fedtab.protocol.steps import SumRequest
 from fedtab.transport.messages import SealedShard, Tag, shard_aad, shard_range

@@ -31,17 +31,17 @@ import numpy as np
 import phe
 
 from fedtab.crypto import (
-    Decryptor,
     EncodingSpec,
     EncryptedVector,
     Encryptor,
     add_encrypted,
     encrypted_vector_to_bytes,
-    generate_keypair,
     quantisation_bound,
     slot_bits,
     slots_per_plaintext,
 )
+from fedtab.crypto.decryptor import Decryptor
+from fedtab.crypto.keys import generate_keypair
 
 PARTIES = 3
 

@@ -32,14 +32,9 @@ import xgboost as xgb  # noqa: E402
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from fedtab.crypto import (  # noqa: E402
-    Decryptor,
-    EncodingSpec,
-    Encryptor,
-    PrivateKey,
-    generate_keypair,
-    slots_per_plaintext,
-)
+from fedtab.crypto import EncodingSpec, Encryptor, slots_per_plaintext  # noqa: E402
+from fedtab.crypto.decryptor import Decryptor  # noqa: E402
+from fedtab.crypto.keys import PrivateKey, generate_keypair  # noqa: E402
 from fedtab.data.contract import LocalTable  # noqa: E402
 from fedtab.data.infer import infer_contract  # noqa: E402
 from fedtab.data.validate import to_local_table  # noqa: E402

@@ -28,7 +28,8 @@ from harness import write_tables as write_bank_tables
 
 from bank_node.shares import encrypt_contribution
 from fedtab.consortium import load_bank_bundle, load_operator_bundle
-from fedtab.crypto import EncodingSpec, Encryptor, PrivateKey
+from fedtab.crypto import EncodingSpec, Encryptor
+from fedtab.crypto.keys import PrivateKey
 from fedtab.crypto.wire import HEADER_SIZE, TRAILER_SIZE
 from fedtab.jobs import JobSpec, create_trainer
 from fedtab.protocol.steps import JobContext, SumRequest
@@ -316,7 +317,7 @@ def test_a_refused_upload_does_not_fix_the_step_request(small_private_key: Priva
         vector,
     )
 
-    from fedtab.crypto import Decryptor
+    from fedtab.crypto.decryptor import Decryptor
     from fedtab.errors import WireFormatError
     from fedtab.transport.messages import Caller
     from fedtab.transport.sealing import generate_shard_key

@@ -17,7 +17,9 @@ import pytest
 from aggregator.checkpoint import JobStore
 from aggregator.coordinator import Coordinator
 from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
-from fedtab.crypto import Decryptor, EncodingSpec, Encryptor, PrivateKey
+from fedtab.crypto import EncodingSpec, Encryptor
+from fedtab.crypto.decryptor import Decryptor
+from fedtab.crypto.keys import PrivateKey
 from fedtab.errors import (
     AuthenticationError,
     CiphertextError,

@@ -353,12 +353,12 @@ def test_real_2048_bit_consortium(tmp_path: Path, contract: DataContract) -> Non
 
 
 def test_private_key_header_sniff_never_reaches_the_factors(tmp_path: Path) -> None:
-    from fedtab.consortium import _PRIVATE_MARKERS, _SNIFF_BYTES
+    from fedtab.consortium.bundles import PRIVATE_MARKERS, SNIFF_BYTES
 
     for bits in (256, 2048):
         key = generate_keypair(bits, allow_small_for_tests=True)
         save_private_key(key, tmp_path / f"k{bits}.json")
-        head = (tmp_path / f"k{bits}.json").read_bytes()[:_SNIFF_BYTES]
-        assert _PRIVATE_MARKERS[0] in head
+        head = (tmp_path / f"k{bits}.json").read_bytes()[:SNIFF_BYTES]
+        assert PRIVATE_MARKERS[0] in head
         assert b'"p"' not in head and b'"q"' not in head
         assert format(key.p, "x").encode()[:8] not in head

@@ -17,7 +17,6 @@ from hypothesis.extra.numpy import arrays
 
 from fedtab.crypto import (
     EncodingSpec,
-    PrivateKey,
     PublicKey,
     decode_plaintexts,
     headroom_bits,
@@ -33,6 +32,7 @@ from fedtab.crypto.encoding import (
     pack_encoded,
     plaintext_layout,
 )
+from fedtab.crypto.keys import PrivateKey
 from fedtab.errors import EncodingError
 
 BENCH_SPEC = EncodingSpec(frac_bits=24, clip=2.0**20, max_summands=16)

@@ -19,19 +19,19 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from fedtab.crypto import (
-    Decryptor,
     EncodingSpec,
     EncryptedVector,
     Encryptor,
-    PrivateKey,
     add_encrypted,
-    generate_keypair,
     num_ciphertexts,
     quantisation_bound,
     slots_per_plaintext,
 )
+from fedtab.crypto.crt import CrtEncryptCore
+from fedtab.crypto.decryptor import Decryptor
 from fedtab.crypto.encoding import encode_values, max_encoded, pack_encoded, slot_bits
-from fedtab.crypto.paillier import CrtEncryptCore, FixedBaseTable, djn_base, djn_exponent_bits
+from fedtab.crypto.keys import PrivateKey, generate_keypair
+from fedtab.crypto.paillier import FixedBaseTable, djn_base, djn_exponent_bits
 from fedtab.errors import CiphertextError, ConfigError, EncodingError, KeyMaterialError
 
 SPEC = EncodingSpec(frac_bits=24, clip=2.0**20, max_summands=16)

@@ -14,18 +14,15 @@ import numpy as np
 import pytest
 
 from fedtab.crypto import (
-    Decryptor,
     EncodingSpec,
     Encryptor,
-    PrivateKey,
     PublicKey,
     add_encrypted,
-    generate_keypair,
-    load_private_key,
     load_public_key,
-    save_private_key,
     save_public_key,
 )
+from fedtab.crypto.decryptor import Decryptor
+from fedtab.crypto.keys import PrivateKey, generate_keypair, load_private_key, save_private_key
 from fedtab.errors import KeyMaterialError
 
 

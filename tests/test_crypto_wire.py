@@ -13,17 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedtab.crypto import (
-    Decryptor,
     EncodingSpec,
     EncryptedVector,
     Encryptor,
-    PrivateKey,
     add_encrypted,
     encrypted_vector_from_bytes,
     encrypted_vector_to_bytes,
     encrypted_vector_wire_size,
-    generate_keypair,
 )
+from fedtab.crypto.decryptor import Decryptor
+from fedtab.crypto.keys import PrivateKey, generate_keypair
 from fedtab.crypto.wire import HEADER_SIZE, MAGIC, TRAILER_SIZE, ciphertext_width
 from fedtab.errors import CiphertextError, EncodingError, WireFormatError
 

@@ -15,7 +15,7 @@ import pytest
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
-from fedtab.crypto import PrivateKey, generate_keypair
+from fedtab.crypto.keys import PrivateKey, generate_keypair
 from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
 from fedtab.errors import ConfigError, PrivacyError, ProposalMismatchError, ProtocolError
 from fedtab.gbdt.central import train_central

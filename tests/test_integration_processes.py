@@ -98,7 +98,7 @@ def int_needles(value: int) -> list[bytes]:
 
 def assert_no_private_key(consortium: Path, pid: int) -> list[bytes]:
     """No file of the aggregator bundle holds a factor of n; nor does its process memory."""
-    from fedtab.crypto import load_private_key
+    from fedtab.crypto.keys import load_private_key
 
     key_file = next((consortium / "banks" / BANKS[0]).glob("*private*"))
     private = load_private_key(key_file)

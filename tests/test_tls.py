@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedtab.errors import AuthenticationError, KeyMaterialError
+from fedtab.transport.status import abort_rpc
 from fedtab.transport.tls import (
     PeerIdentity,
     TlsIdentity,
@@ -32,7 +33,7 @@ def _whoami(request: bytes, context: grpc.ServicerContext) -> bytes:
     try:
         peer = peer_identity(context)
     except AuthenticationError as exc:
-        context.abort(exc.grpc_status, exc.one_line())
+        abort_rpc(context, exc)
     return f"{peer.name}|{peer.role}".encode()
 
 

@@ -22,8 +22,6 @@ Modules: :mod:`~fedtab.consortium.layout` (file and party names), :mod:`~fedtab.
 """
 
 from fedtab.consortium.bundles import (
-    _PRIVATE_MARKERS,
-    _SNIFF_BYTES,
     AggregatorBundle,
     BankBundle,
     OperatorBundle,
@@ -71,8 +69,6 @@ __all__ = [
     "SHARD_KEY_KIND",
     "TLS_CERT_FILE",
     "TLS_KEY_FILE",
-    "_PRIVATE_MARKERS",
-    "_SNIFF_BYTES",
     "AggregatorBundle",
     "BankBundle",
     "ConsortiumConfig",

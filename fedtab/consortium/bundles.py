@@ -51,8 +51,8 @@ from fedtab.transport.tls import (
 
 # A private Paillier key file (sorted keys: bits, fingerprint, kind, n, p, q) declares its kind
 # within its first ~145 bytes and n (>= 64 hex digits) follows, so 192 bytes never reach p or q.
-_SNIFF_BYTES = 192
-_PRIVATE_MARKERS = (PRIVATE_KIND.encode(), SHARD_KEY_KIND.encode())
+SNIFF_BYTES = 192
+PRIVATE_MARKERS = (PRIVATE_KIND.encode(), SHARD_KEY_KIND.encode())
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def _load_public(folder: Path, config: ConsortiumConfig) -> PublicKey:
 def _refuse_private_material(folder: Path) -> None:
     """Raise if the aggregator's folder holds a private key, shard key or CA key: by file name,
     or by a header declaring a private Paillier key or shard key. Only the first
-    ``_SNIFF_BYTES`` of a file are read: key files put ``kind`` before any secret field."""
+    ``SNIFF_BYTES`` of a file are read: key files put ``kind`` before any secret field."""
     for path in sorted(folder.rglob("*")):
         if not path.is_file():
             continue
@@ -160,8 +160,8 @@ def _refuse_private_material(folder: Path) -> None:
                 "(the aggregator holds public keys only)"
             )
         with path.open("rb") as fh:
-            head = fh.read(_SNIFF_BYTES)
-        if any(marker in head for marker in _PRIVATE_MARKERS):
+            head = fh.read(SNIFF_BYTES)
+        if any(marker in head for marker in PRIVATE_MARKERS):
             raise KeyMaterialError(
                 f"{path} holds private key material; refusing to start the aggregator"
             )

@@ -1,8 +1,12 @@
 """Packed Paillier secure-sum engine: keys, fixed-point encoding, encryption, sums, wire format.
 
 Threat model (details in each module): the public key and ciphertexts may go anywhere,
-including the aggregator; private keys, :class:`Decryptor` and ``Encryptor(method="crt")``
-exist only in key holders' (banks') processes.
+including the aggregator, so this package exports only what needs the public key alone.
+Private-key material is imported explicitly, by key holders (banks) only:
+:mod:`fedtab.crypto.keys` (``PrivateKey``, ``generate_keypair``, private key files),
+:mod:`fedtab.crypto.decryptor` (``Decryptor``) and :mod:`fedtab.crypto.crt` (the arithmetic
+with the factors, behind ``Decryptor`` and ``Encryptor(method="crt")``). Importing this package
+loads neither of the last two; ``tests/test_layering.py`` checks that the aggregator never does.
 """
 
 from fedtab.crypto.ciphertexts import (
@@ -11,7 +15,6 @@ from fedtab.crypto.ciphertexts import (
     num_ciphertexts,
     validate_ciphertexts,
 )
-from fedtab.crypto.decryptor import Decryptor
 from fedtab.crypto.encoding import (
     EncodingSpec,
     decode_plaintexts,
@@ -21,15 +24,7 @@ from fedtab.crypto.encoding import (
     slots_per_plaintext,
 )
 from fedtab.crypto.encryptor import Encryptor
-from fedtab.crypto.keys import (
-    PrivateKey,
-    PublicKey,
-    generate_keypair,
-    load_private_key,
-    load_public_key,
-    save_private_key,
-    save_public_key,
-)
+from fedtab.crypto.keys import PublicKey, load_public_key, save_public_key
 from fedtab.crypto.wire import (
     encrypted_vector_from_bytes,
     encrypted_vector_to_bytes,
@@ -37,24 +32,19 @@ from fedtab.crypto.wire import (
 )
 
 __all__ = [
-    "Decryptor",
     "EncodingSpec",
     "EncryptedVector",
     "Encryptor",
-    "PrivateKey",
     "PublicKey",
     "add_encrypted",
     "decode_plaintexts",
     "encrypted_vector_from_bytes",
     "encrypted_vector_to_bytes",
     "encrypted_vector_wire_size",
-    "generate_keypair",
     "headroom_bits",
-    "load_private_key",
     "load_public_key",
     "num_ciphertexts",
     "quantisation_bound",
-    "save_private_key",
     "save_public_key",
     "slot_bits",
     "slots_per_plaintext",

@@ -1,8 +1,10 @@
 """Decrypting packed aggregate ciphertext vectors back to float64 (CRT, batched, parallel).
 
-Threat model: only key holders (banks) construct a :class:`Decryptor`; it keeps the private
-key in this process and, with ``workers > 1``, in its own spawn-context worker processes. It is
-the single decryption interface, so threshold decryption can replace it later. Ciphertexts are
+Threat model: only key holders (banks) import this module and construct a :class:`Decryptor`
+(:mod:`fedtab.crypto` does not export it, and ``tests/test_layering.py`` checks that no
+aggregator module loads it). It keeps the private key in this process and, with
+``workers > 1``, in its own spawn-context worker processes. It is the single decryption
+interface, so threshold decryption can replace it later. Ciphertexts are
 validated before decryption (units of ``Z_{n^2}``), and decoding checks every slot's headroom,
 so tampered or foreign ciphertexts are rejected instead of decoding to garbage.
 """
@@ -14,10 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedtab.crypto.ciphertexts import EncryptedVector, check_vector, validate_ciphertexts
+from fedtab.crypto.crt import DecryptCore
 from fedtab.crypto.encoding import decode_plaintexts
 from fedtab.crypto.keys import PrivateKey
-from fedtab.crypto.paillier import DecryptCore
-from fedtab.crypto.pool import PoolOwner, WorkerPool, check_workers, decrypt_pool
+from fedtab.crypto.pool import PoolOwner, WorkerPool, check_workers, init_worker
 from fedtab.errors import ConfigError
 
 
@@ -32,7 +34,8 @@ class Decryptor(PoolOwner):
         if self.workers == 1:
             self._core = DecryptCore(private_key.p, private_key.q)
         else:
-            self._pool = decrypt_pool(self.workers, private_key.p, private_key.q)
+            self._pool = WorkerPool(self.workers, init_worker,
+                                    (DecryptCore, (private_key.p, private_key.q)))
 
     def decrypt_plaintexts(self, ciphertexts: Sequence[int]) -> list[int]:
         """Decrypt raw ciphertexts into packed plaintexts in ``[0, n)``, in order.

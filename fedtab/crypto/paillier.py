@@ -1,9 +1,10 @@
-"""Raw Paillier number theory on packed plaintexts (``g = n + 1``), with gmpy2.
+"""Raw Paillier number theory on packed plaintexts (``g = n + 1``), with gmpy2: the public part.
 
-Threat model: :class:`DjnEncryptCore` holds only the public key; :class:`CrtEncryptCore` and
-:class:`DecryptCore` hold the factors ``p``, ``q`` and must live only in a key holder's (bank's)
-processes, never in the aggregator. Encryption randomness comes from the operating system
-(:mod:`secrets`) unless the caller passes explicit random values (reproducible tests only).
+Threat model: everything here needs only the public key, so any process may load it, the
+aggregator included. The arithmetic that needs the factors ``p``, ``q`` (CRT encryption and
+decryption) lives in :mod:`fedtab.crypto.crt`, which only key holders (banks) import.
+Encryption randomness comes from the operating system (:mod:`secrets`) unless the caller passes
+explicit random values (reproducible tests only).
 
 Encryption is ``c = g^m * rho mod n^2`` where ``g^m = 1 + m*n mod n^2`` and ``rho`` is an
 ``n``-th power:
@@ -19,12 +20,13 @@ Encryption is ``c = g^m * rho mod n^2`` where ``g^m = 1 + m*n mod n^2`` and ``rh
   ``hs^a`` is a fixed-base exponentiation computed from a precomputed window table
   (:class:`FixedBaseTable`: 8-bit windows, ``|n|/16`` rows of 255 entries, about 16 MiB for
   a 2048-bit key) in ``|n|/16`` modular multiplications and no squarings.
-* **CRT** (key holders): ``rho = r^n mod n^2`` for uniform ``r`` in ``Z_n^*``, computed as
-  ``r^n mod p^2`` and ``mod q^2`` (exponents reduced modulo ``p(p-1)``, ``q(q-1)``) joined
-  by the Chinese remainder theorem. This is textbook Paillier randomness, no extra assumption.
+* **CRT** (key holders, :mod:`fedtab.crypto.crt`): ``rho = r^n mod n^2`` for uniform ``r``
+  in ``Z_n^*``, computed as ``r^n mod p^2`` and ``mod q^2`` (exponents reduced modulo
+  ``p(p-1)``, ``q(q-1)``) joined by the Chinese remainder theorem. This is textbook Paillier
+  randomness, no extra assumption.
 
-Decryption uses the CRT as python-paillier does: ``m_p = L_p(c^(p-1) mod p^2) * h_p mod p``
-(likewise for ``q``) and ``m = CRT(m_p, m_q)``.
+Decryption (:mod:`fedtab.crypto.crt`) uses the CRT as python-paillier does:
+``m_p = L_p(c^(p-1) mod p^2) * h_p mod p`` (likewise for ``q``) and ``m = CRT(m_p, m_q)``.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class FixedBaseTable:
         return acc
 
 
-def _check_plaintext(m: int, n: int) -> None:
+def check_plaintext(m: int, n: int) -> None:
     if not 0 <= m < n:
         raise CiphertextError("a plaintext must lie in [0, n)")
 
@@ -114,66 +116,9 @@ class DjnEncryptCore:
         n, n2, bits = self.n, self.nsquare, self.exponent_bits
         out: list[int] = []
         for i, m in enumerate(plaintexts):
-            _check_plaintext(m, n)
+            check_plaintext(m, n)
             a = secrets.randbits(bits) if randoms is None else randoms[i]
             rho = self.table.pow(a)
             # (1 + m n) rho = rho + n * (m rho mod n)  (mod n^2)
             out.append(int((rho + n * (m * rho % n)) % n2))
-        return out
-
-
-class CrtEncryptCore:
-    """Key-holder encryption with full ``r^n`` randomness computed by the CRT."""
-
-    def __init__(self, p: int, q: int) -> None:
-        self.p, self.q = gmpy2.mpz(p), gmpy2.mpz(q)
-        self.n = self.p * self.q
-        self.nsquare = self.n * self.n
-        self.psq, self.qsq = self.p * self.p, self.q * self.q
-        self.exp_p = self.n % (self.p * (self.p - 1))
-        self.exp_q = self.n % (self.q * (self.q - 1))
-        self.psq_inv = gmpy2.invert(self.psq, self.qsq)
-
-    def r_to_n(self, r: int) -> gmpy2.mpz:
-        """``r^n mod n^2`` via ``mod p^2`` and ``mod q^2``."""
-        xp = gmpy2.powmod(r, self.exp_p, self.psq)
-        xq = gmpy2.powmod(r, self.exp_q, self.qsq)
-        return xp + self.psq * ((xq - xp) * self.psq_inv % self.qsq)
-
-    def encrypt(self, plaintexts: Sequence[int], randoms: Sequence[int] | None) -> list[int]:
-        """Encrypt each plaintext; ``randoms`` are explicit ``r`` in ``Z_n^*`` or ``None``."""
-        n, n2 = self.n, self.nsquare
-        out: list[int] = []
-        for i, m in enumerate(plaintexts):
-            _check_plaintext(m, n)
-            r = random_unit(int(n)) if randoms is None else randoms[i]
-            rho = self.r_to_n(r)
-            out.append(int((rho + n * (m * rho % n)) % n2))
-        return out
-
-
-class DecryptCore:
-    """CRT decryption of raw ciphertexts (``hp``, ``hq`` as in python-paillier)."""
-
-    def __init__(self, p: int, q: int) -> None:
-        self.p, self.q = gmpy2.mpz(p), gmpy2.mpz(q)
-        self.n = self.p * self.q
-        self.psq, self.qsq = self.p * self.p, self.q * self.q
-        self.hp = self._h(self.p, self.psq)
-        self.hq = self._h(self.q, self.qsq)
-        self.p_inv = gmpy2.invert(self.p, self.q)
-
-    def _h(self, prime: gmpy2.mpz, prime_sq: gmpy2.mpz) -> gmpy2.mpz:
-        g_pow = gmpy2.powmod(self.n + 1, prime - 1, prime_sq)
-        return gmpy2.invert((g_pow - 1) // prime, prime)
-
-    def decrypt(self, ciphertexts: Sequence[int]) -> list[int]:
-        """Decrypt raw ciphertexts (assumed validated) into plaintexts in ``[0, n)``."""
-        p, q, psq, qsq = self.p, self.q, self.psq, self.qsq
-        pm1, qm1, hp, hq, p_inv = p - 1, q - 1, self.hp, self.hq, self.p_inv
-        out: list[int] = []
-        for c in ciphertexts:
-            mp = (gmpy2.powmod(c, pm1, psq) - 1) // p * hp % p
-            mq = (gmpy2.powmod(c, qm1, qsq) - 1) // q * hq % q
-            out.append(int(mp + p * ((mq - mp) * p_inv % q)))
         return out

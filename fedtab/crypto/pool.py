@@ -1,8 +1,11 @@
 """Running raw Paillier work in-process or on a pool of worker processes.
 
 Threat model: a pool is private to the process that created it (a bank, or any encrypting
-party). Decryption workers receive the private key through the pool initializer over a local
-pipe, so it stays inside the key holder's own process tree; nothing leaves the machine.
+party). Decryption and CRT-encryption workers receive the private key through the pool
+initializer over a local pipe, so it stays inside the key holder's own process tree; nothing
+leaves the machine. This module imports no private-key arithmetic itself: the CRT core is
+imported only when a key holder asks for it, and :mod:`fedtab.crypto.decryptor` builds its own
+decryption pool, so public-key processes never load :mod:`fedtab.crypto.crt`.
 
 Workers are started with the ``spawn`` context, never ``fork``: the parent also runs gRPC,
 whose threads do not survive a fork. Each worker builds its expensive state (the DJN fixed-base
@@ -21,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from fedtab.crypto.paillier import CrtEncryptCore, DecryptCore, DjnEncryptCore
+from fedtab.crypto.paillier import DjnEncryptCore
 from fedtab.errors import ConfigError, FedtabError
 
 _WORKER_CORE: dict[str, Any] = {}
@@ -37,23 +40,32 @@ class EncryptCore(Protocol):
         ...
 
 
+class DecryptCoreLike(Protocol):
+    """What a decryption core offers (:class:`fedtab.crypto.crt.DecryptCore`)."""
+
+    def decrypt(self, ciphertexts: Sequence[int]) -> list[int]:
+        """Decrypt validated ciphertexts into plaintexts."""
+        ...
+
+
 def make_encrypt_core(
     method: str, n: int, hs: int | None, p: int | None, q: int | None
 ) -> EncryptCore:
-    """Build a :class:`DjnEncryptCore` (``hs`` given) or :class:`CrtEncryptCore` (``p, q``)."""
+    """Build a :class:`DjnEncryptCore` (``hs`` given) or a CRT core (``p, q``; key holders)."""
     if method == "djn" and hs is not None:
         return DjnEncryptCore(n, hs)
     if method == "crt" and p is not None and q is not None:
+        # Imported here, not at the top: only key holders reach this branch, and a process
+        # with the public key alone must not load private-key arithmetic.
+        from fedtab.crypto.crt import CrtEncryptCore
+
         return CrtEncryptCore(p, q)
     raise ConfigError(f"cannot build an encryption core for method {method!r}")
 
 
-def _init_encrypt_worker(method: str, n: int, hs: int | None, p: int | None, q: int | None) -> None:
-    _WORKER_CORE["core"] = make_encrypt_core(method, n, hs, p, q)
-
-
-def _init_decrypt_worker(p: int, q: int) -> None:
-    _WORKER_CORE["core"] = DecryptCore(p, q)
+def init_worker(factory: Callable[..., object], args: tuple[Any, ...]) -> None:
+    """Pool initializer: build this worker's core once as ``factory(*args)``."""
+    _WORKER_CORE["core"] = factory(*args)
 
 
 def _encrypt_task(plaintexts: list[int], randoms: list[int] | None) -> list[int]:
@@ -67,7 +79,7 @@ def _ping(pause: float) -> int:
 
 
 def _decrypt_task(ciphertexts: list[int]) -> list[int]:
-    core: DecryptCore = _WORKER_CORE["core"]
+    core: DecryptCoreLike = _WORKER_CORE["core"]
     return core.decrypt(ciphertexts)
 
 
@@ -163,12 +175,7 @@ def encrypt_pool(
     workers: int, method: str, n: int, hs: int | None, p: int | None, q: int | None
 ) -> WorkerPool:
     """A pool of encryption workers (each builds its own table/constants once)."""
-    return WorkerPool(workers, _init_encrypt_worker, (method, n, hs, p, q))
-
-
-def decrypt_pool(workers: int, p: int, q: int) -> WorkerPool:
-    """A pool of CRT decryption workers."""
-    return WorkerPool(workers, _init_decrypt_worker, (p, q))
+    return WorkerPool(workers, init_worker, (make_encrypt_core, (method, n, hs, p, q)))
 
 
 class PoolOwner:

@@ -15,7 +15,7 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
   occupied bins whose boundary leaves ``min_child_samples`` rows on both sides) and proposes
   which nodes can still split (``open``).
 * ``tree/t/depth/d/grads``: (gradient, hessian) sums of the same nodes, grouped at the candidate
-  positions only (:mod:`fedtab.gbdt.grad_layout`; typically a third fewer ciphertexts than full
+  positions only (:mod:`fedtab.gbdt.grad_layout`; typically a quarter fewer ciphertexts than full
   histograms, and the same model). Every bank finds the same best splits
   (:mod:`fedtab.gbdt.split`) and proposes them with the children's row counts, hessian sums and
   weights (model facts); committing routes the bank's rows to the children. A tree ends when no

@@ -63,10 +63,3 @@ class TreeBuild:
             cover=np.array(self.cover, dtype=np.float64),
             count=np.array(self.count, dtype=np.int64),
         )
-
-    def sibling_of(self, node: int) -> tuple[int, int] | None:
-        """(parent, sibling) of a non-root node."""
-        for parent, (lft, rgt) in enumerate(zip(self.left, self.right, strict=True)):
-            if node in (lft, rgt):
-                return parent, rgt if node == lft else lft
-        return None

@@ -24,14 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedtab.crypto import (
-    Decryptor,
-    EncryptedVector,
-    Encryptor,
-    PrivateKey,
-    add_encrypted,
-    encrypted_vector_wire_size,
-)
+from fedtab.crypto import EncryptedVector, Encryptor, add_encrypted, encrypted_vector_wire_size
+from fedtab.crypto.decryptor import Decryptor
+from fedtab.crypto.keys import PrivateKey
 from fedtab.errors import ProposalMismatchError, ProtocolError
 from fedtab.protocol.steps import BankTrainer, JsonDict, SumRequest, proposal_digest
 

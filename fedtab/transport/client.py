@@ -1,5 +1,5 @@
 """Client side of the consortium protocol shared by banks and the operator: channels, calls
-with retry, and the mapping of gRPC status codes back to fedtab errors.
+with retry; failed calls become fedtab errors (:mod:`fedtab.transport.status`).
 
 Threat model: the channel uses mTLS with the consortium CA only; the party's TLS key stays in
 memory. No Paillier key passes through here.
@@ -14,34 +14,14 @@ from typing import TypeVar
 
 import grpc
 
-from fedtab import errors
-from fedtab.errors import (
-    AuthenticationError,
-    CheckpointError,
-    ConfigError,
-    FedtabError,
-    JobFailedError,
-    PeerUnavailableError,
-    ProtocolError,
-    ReplayError,
-)
+from fedtab.errors import PeerUnavailableError
 from fedtab.transport import tls
 from fedtab.transport.generated import fedtab_pb2_grpc as pb_grpc
 from fedtab.transport.options import GRPC_OPTIONS
+from fedtab.transport.status import error_from_rpc
 
 log = logging.getLogger("fedtab.transport")
 T = TypeVar("T")
-
-_STATUS_ERRORS: dict[grpc.StatusCode, type[FedtabError]] = {
-    grpc.StatusCode.UNAVAILABLE: PeerUnavailableError,
-    grpc.StatusCode.DEADLINE_EXCEEDED: PeerUnavailableError,
-    grpc.StatusCode.PERMISSION_DENIED: AuthenticationError,
-    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
-    grpc.StatusCode.ALREADY_EXISTS: ReplayError,
-    grpc.StatusCode.ABORTED: JobFailedError,
-    grpc.StatusCode.INVALID_ARGUMENT: ConfigError,
-    grpc.StatusCode.DATA_LOSS: CheckpointError,
-}
 
 
 def open_channel(identity: tls.TlsIdentity, address: str) -> grpc.Channel:
@@ -51,22 +31,6 @@ def open_channel(identity: tls.TlsIdentity, address: str) -> grpc.Channel:
 
 def aggregator_stub(channel: grpc.Channel) -> pb_grpc.AggregatorStub:
     return pb_grpc.AggregatorStub(channel)
-
-
-def error_from_rpc(exc: grpc.RpcError, address: str) -> FedtabError:
-    """The fedtab error matching a failed call's status, with the server's one-line reason."""
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if hasattr(exc, "details") else "") or str(code)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return PeerUnavailableError(f"aggregator {address} unreachable: {details}")
-    # The aggregator sends `FedtabError.one_line()`: "ClassName: message". Rebuild that class;
-    # fall back on the status code for details from gRPC itself or an unknown class.
-    name, sep, message = details.partition(": ")
-    named = getattr(errors, name, None) if sep else None
-    if isinstance(named, type) and issubclass(named, FedtabError):
-        return named(message)
-    error_class = _STATUS_ERRORS.get(code, ProtocolError)
-    return error_class(message if sep else details)
 
 
 def call_with_retry(

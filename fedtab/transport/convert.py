@@ -319,7 +319,3 @@ def json_object(text: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise WireFormatError(f"{what} must be a JSON object")
     return value
-
-
-def spec_to_json(spec_dict: dict[str, Any]) -> str:
-    return canonical_json(spec_dict).decode()

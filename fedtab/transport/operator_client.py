@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from fedtab.consortium import OperatorBundle
 from fedtab.errors import JobFailedError, PeerUnavailableError
 from fedtab.jobs import JobSpec
 from fedtab.protocol.steps import canonical_json
@@ -18,14 +18,36 @@ from fedtab.transport.client import aggregator_stub, call_with_retry, open_chann
 from fedtab.transport.generated import fedtab_pb2 as pb
 from fedtab.transport.messages import DownloadKind, JobState, JobStatus
 from fedtab.transport.options import LONG_POLL_SECONDS, RPC_TIMEOUT_SECONDS
+from fedtab.transport.tls import TlsIdentity
 
 ProgressCallback = Callable[[JobStatus], None]
+
+
+class _AddressBook(Protocol):
+    """The part of the consortium config the client reads."""
+
+    @property
+    def aggregator_address(self) -> str: ...
+
+
+class OperatorCredentials(Protocol):
+    """What the client reads from the operator's :class:`fedtab.consortium.OperatorBundle`.
+
+    Named structurally so that transport does not import the consortium package (which
+    imports transport for TLS).
+    """
+
+    @property
+    def config(self) -> _AddressBook: ...
+
+    @property
+    def tls(self) -> TlsIdentity: ...
 
 
 class OperatorClient:
     """Connection of the operator (``OperatorBundle``) to the aggregator at ``address``."""
 
-    def __init__(self, bundle: OperatorBundle, address: str | None = None, *,
+    def __init__(self, bundle: OperatorCredentials, address: str | None = None, *,
                  unavailable_grace: float = 120.0) -> None:
         self.address: str = address or bundle.config.aggregator_address
         self._channel = open_channel(bundle.tls, self.address)
