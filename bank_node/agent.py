@@ -31,6 +31,7 @@ from fedtab.errors import (
     FedtabError,
     JobFailedError,
     PeerUnavailableError,
+    PrivacyError,
     ProtocolError,
     ReplayError,
 )
@@ -161,9 +162,9 @@ class BankAgent:
         """Take part in ``job`` until it is done or failed; returns the final state."""
         try:
             spec = JobSpec.from_dict(job.spec)
-            self.policy.check(spec)
+            self.policy.check(spec)  # validates [params] with the kind's schema, as the trainer
             ctx = JobContext(job.job_id, self.name, tuple(sorted(job.banks)), seed=spec.seed,
-                             params=dict(spec.params))
+                             params=dict(spec.params), privacy_floor=self.policy.privacy_floor)
             trainer = create_trainer(spec, ctx, self.table, holdout=self.holdout)
             return _JobRun(self, job, ctx, trainer).run()
         except FedtabError as exc:
@@ -244,8 +245,8 @@ class _JobRun:
                 if status.step_index == self.index and status.job_state == "running":
                     try:
                         self.act(request, status)
-                    except (JobFailedError, PeerUnavailableError):
-                        raise
+                    except (JobFailedError, PeerUnavailableError, PrivacyError):
+                        raise  # PrivacyError: this bank refuses to release (its floor)
                     except FedtabError as exc:
                         self.refused(exc)
                 status = self.client.poll_step(self.job.job_id, self.index,

@@ -3,16 +3,30 @@
 Threat model: job specs come from the operator through the aggregator, both honest-but-curious
 parties. A bank therefore does not take a job's privacy parameters on trust:
 
-* **Privacy floor.** Every statistic a job releases about a part of the data (a tree node, a
-  holdout) must cover at least ``privacy_floor`` rows. A job asking for less
-  (``min_child_samples`` of ``gbdt``, ``min_rows`` of ``evaluate``) is refused by this bank
-  before it computes anything; without such a floor an operator could train one-row leaves.
+* **Deny by default.** Every job kind declares what it releases and to whom
+  (:class:`fedtab.jobs.Release`, in its :class:`~fedtab.jobs.JobKind`). A kind this bank does
+  not know, or one that declares no release, is refused.
+* **Privacy floor.** Every statistic a job releases about a part of the data must cover at
+  least ``privacy_floor`` rows. A release bounded by a parameter (``min_child_samples`` of
+  ``gbdt``: nodes and bins; ``min_rows`` of ``evaluate``: holdouts) is checked here, before
+  the bank computes anything, on the parameter as the trainer will read it (the kind's one
+  validator: ``60.0`` is 60). A release covering the whole consortium (``profile`` and
+  ``logreg`` moments, standardisation, coefficients) has as many rows as the consortium, a
+  number known only once summed: this bank's floor goes to its trainer
+  (``JobContext.privacy_floor``), and the kind refuses to *propose* (release) the figures when
+  the rows behind them, or behind any released mean, are fewer (:class:`PrivacyError` naming
+  no figure; the job fails and the operator gets nothing). Limits: the other banks decrypt
+  the sum before that, and banks with lower floors still propose the figures to the
+  aggregator; a count-only first step would close that (issue 11). Releases declared without
+  a floor (per-category counts) are let through as declared, until issue 11 adds one.
 * **Evaluated models.** Scoring an arbitrary model on the holdout and releasing metrics is a
   query interface: a crafted one-split model reveals single customers' labels through the Brier
   score. This bank scores only models it helped train (their digests are recorded in its
-  folder when a job finishes) or that its own operator approved (``bank join --approve-model``).
+  folder when a job finishes) or that its own operator approved (``bank join --approve-model``);
+  the kind names the parameter carrying the model (``scored_model``).
 
-Refusals name the parameter or the model digest, never this bank's data.
+Refusals are one line and name the kind, the parameter or the model digest, never this bank's
+data.
 """
 
 from __future__ import annotations
@@ -26,15 +40,12 @@ from typing import Any
 
 from fedtab.atomic import atomic_write_text
 from fedtab.errors import ConfigError, PrivacyError
-from fedtab.jobs import JobSpec
+from fedtab.jobs import JobKind, JobSpec, Registry
+from fedtab.jobs.constraints import Interval, Param, Schema
 
 DEFAULT_PRIVACY_FLOOR = 50
 TRAINED_MODELS_FILE = "trained_models.json"
-# Job kind -> (parameter holding its per-node / per-holdout row floor, the trainer's default).
-FLOOR_PARAMETERS: dict[str, tuple[str, int]] = {
-    "gbdt": ("min_child_samples", 50),
-    "evaluate": ("min_rows", 50),
-}
+SETTINGS = Schema("bank policy", {"privacy_floor": Param((Interval(int, 1, None),))})
 
 
 class PolicyRefusal(PrivacyError):
@@ -54,10 +65,10 @@ class BankPolicy:
     privacy_floor: int = DEFAULT_PRIVACY_FLOOR
     approved_models: set[str] = field(default_factory=set)
     registry: Path | None = None
+    kinds: Registry = field(default_factory=Registry)
 
     def __post_init__(self) -> None:
-        if self.privacy_floor < 1:
-            raise ConfigError(f"privacy floor must be at least 1 row, got {self.privacy_floor}")
+        self.privacy_floor = SETTINGS.convert("privacy_floor", self.privacy_floor)
         self.approved_models |= self._recorded()
 
     @classmethod
@@ -74,25 +85,40 @@ class BankPolicy:
         return cls(privacy_floor, approved, Path(bundle_dir) / TRAINED_MODELS_FILE)
 
     def check(self, spec: JobSpec) -> None:
-        """Raise :class:`PolicyRefusal` if this bank must not take part in ``spec``."""
-        floor_param = FLOOR_PARAMETERS.get(spec.kind)
-        if floor_param is not None:
-            name, default = floor_param
-            asked = spec.params.get(name, default)
-            if not isinstance(asked, int) or isinstance(asked, bool):
-                raise ConfigError(f"{spec.kind} parameter {name} must be an integer, got {asked!r}")
-            if asked < self.privacy_floor:
-                raise PolicyRefusal(
-                    f"{spec.kind} job asks for {name} = {asked}, below this bank's privacy "
-                    f"floor of {self.privacy_floor} rows"
-                )
-        if spec.kind == "evaluate":
-            digest = model_digest(str(spec.params.get("model_json", "")))
+        """Raise :class:`PolicyRefusal` if this bank must not take part in ``spec``.
+
+        Raises :class:`ConfigError` for parameters the kind's schema refuses.
+        """
+        try:
+            kind = self.kinds.get(spec.kind)
+        except ConfigError as exc:
+            raise PolicyRefusal(f"this bank refuses {exc}") from exc
+        if not kind.releases:
+            raise PolicyRefusal(f"job kind {spec.kind!r} declares nothing it releases; this bank "
+                                "refuses kinds that do not say what they release and to whom")
+        params = kind.validate(spec.params)
+        for release in kind.releases:
+            self._check_release_floor(kind, release.floor, release.consortium_rows, params)
+        if kind.scored_model is not None:
+            digest = model_digest(str(params.get(kind.scored_model) or ""))
             if digest not in self.approved_models:
                 raise PolicyRefusal(
                     f"model {digest[:16]} was not trained by this consortium with this bank "
                     "nor approved by it (bank join --approve-model FILE)"
                 )
+
+    def _check_release_floor(self, kind: JobKind, floor: str | None, consortium_rows: bool,
+                             params: Mapping[str, Any]) -> None:
+        if floor is not None:
+            asked = params[floor]
+            if asked < self.privacy_floor:
+                raise PolicyRefusal(
+                    f"{kind.name} job asks for {floor} = {asked}, below this bank's privacy "
+                    f"floor of {self.privacy_floor} rows"
+                )
+        if consortium_rows and kind.check_proposal is None:
+            raise PolicyRefusal(f"job kind {kind.name!r} releases consortium-wide figures but "
+                                "declares no check of their rows against this bank's floor")
 
     def record_result(self, artifacts: Mapping[str, bytes]) -> None:
         """Remember a finished job's model as one this bank may evaluate later."""

@@ -34,17 +34,17 @@ def parse_max_rows(value: Any) -> int:
 
 @dataclass(frozen=True)
 class ProfileParams:
-    """Parameters of a ``profile`` job (``[params]`` of the job file)."""
+    """Parameters of a ``profile`` job (``[params]`` of the job file; declared in
+    :mod:`fedtab.profile_kind`)."""
 
     max_rows_per_bank: int = DEFAULT_MAX_ROWS
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> ProfileParams:
         """Parse and validate; unknown keys and bad values raise :class:`ConfigError`."""
-        unknown = set(params) - {"max_rows_per_bank"}
-        if unknown:
-            raise ConfigError(f"unknown profile parameter(s) {sorted(unknown)}")
-        return cls(parse_max_rows(params.get("max_rows_per_bank", DEFAULT_MAX_ROWS)))
+        from fedtab.profile_kind import PARAMETERS
+
+        return cls(**PARAMETERS.validate(params))
 
 
 class ProfileTrainer(StepMachine):

@@ -116,7 +116,8 @@ def test_run_with_two_banks_needs_the_override(two_banks: dict, tmp_path: Path) 
 
 
 def test_progress_lines_show_round_and_eta() -> None:
-    from fedtab.cli.progress import describe
+    from fedtab.cli.progress import JobProgress, describe
+    from fedtab.jobs import JobSpec
     from fedtab.transport.messages import JobStatus
 
     status = JobStatus(
@@ -128,7 +129,7 @@ def test_progress_lines_show_round_and_eta() -> None:
         elapsed_seconds=50.0,
         waiting_for=("bank_b",),
     )
-    line = describe(status, total_rounds=10)
+    line = describe(status, JobProgress(JobSpec("gbdt", {"n_estimators": 10})).round_of(status))
     assert "step 12" in line and "tree 5/10" in line and "ETA 75s" in line
     assert "waiting for bank_b" in line
     waiting = JobStatus("job-1", "waiting", waiting_for=("bank_a", "bank_c"))
@@ -136,10 +137,11 @@ def test_progress_lines_show_round_and_eta() -> None:
 
 
 def test_progress_printer_prints_once_per_tree(capsys: pytest.CaptureFixture[str]) -> None:
-    from fedtab.cli.progress import ProgressPrinter
+    from fedtab.cli.progress import JobProgress, ProgressPrinter
+    from fedtab.jobs import JobSpec
     from fedtab.transport.messages import JobStatus
 
-    printer = ProgressPrinter(total_rounds=2, every=3600.0)
+    printer = JobProgress(JobSpec("gbdt", {"n_estimators": 2}), ProgressPrinter(every=3600.0))
     step_ids = ["bins", "", "tree/0/depth/0/counts", "", "tree/0/depth/0/grads", "",
                 "tree/1/depth/0/counts", "tree/1/depth/0/grads"]
     for index, step_id in enumerate(step_ids):

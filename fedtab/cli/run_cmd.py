@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from fedtab.cli.edge import reports_errors
-from fedtab.cli.progress import ProgressPrinter, total_rounds
-from fedtab.jobs import JobSpec
+from fedtab.cli.progress import print_progress
+from fedtab.jobs import JobSpec, job_kind
 
 
 def write_artifacts(out: Path, artifacts: dict[str, bytes]) -> list[Path]:
@@ -25,6 +25,16 @@ def write_artifacts(out: Path, artifacts: dict[str, bytes]) -> list[Path]:
         atomic_write_bytes(path, content)
         paths.append(path)
     return paths
+
+
+def prepared_spec(job_file: Path) -> JobSpec:
+    """The job as it will be submitted, checked in full before anything is sent: tables and
+    ``[job]`` keys, the kind's spec preparation (``evaluate`` embeds its model file), then
+    ``[params]`` against the kind's schema, the one the banks use. Raises ConfigError."""
+    spec = JobSpec.load(job_file)
+    spec = job_kind(spec.kind).prepare_spec(spec, job_file)
+    spec.check_params()
+    return spec
 
 
 @click.command()
@@ -58,11 +68,7 @@ def run(operator_dir: Path, job_file: Path | None, out: Path, address: str | Non
         return
     if job_file is None:
         raise click.UsageError("missing argument JOB_FILE (or --cancel JOB_ID)")
-    spec = JobSpec.load(job_file)
-    if spec.kind == "evaluate":  # the model travels inside the job spec
-        from fedtab.consortium_eval.model_param import embed_model
-
-        spec = embed_model(spec, job_file)
+    spec = prepared_spec(job_file)
     bundle = load_operator_bundle(operator_dir)
     if spec.allow_two_banks and len(bundle.config.banks) == 2:
         click.echo("warning: two banks: each can deduce the other's contribution "
@@ -72,7 +78,7 @@ def run(operator_dir: Path, job_file: Path | None, out: Path, address: str | Non
     with OperatorClient(bundle, address, unavailable_grace=grace) as client:
         job_id = client.submit(spec)
         click.echo(f"submitted {spec.kind} job {job_id} to {client.address}", err=True)
-        final = client.wait(job_id, ProgressPrinter(total_rounds(spec)), timeout)
+        final = client.wait(job_id, print_progress(spec), timeout)
         artifacts = client.fetch_artifacts(job_id)
     paths = write_artifacts(out, artifacts)
     click.echo(f"job {job_id} done in {time.monotonic() - started:.1f}s "

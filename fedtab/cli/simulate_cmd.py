@@ -15,9 +15,9 @@ from typing import Any
 import click
 
 from fedtab.cli.edge import reports_errors
-from fedtab.cli.progress import ProgressPrinter, total_rounds
+from fedtab.cli.progress import print_progress
 from fedtab.errors import ConfigError
-from fedtab.jobs import JobSpec
+from fedtab.jobs import JobSpec, job_kind, simulated_kinds
 from fedtab.simulation.inputs import (
     SimulationInputs,
     bank_file_inputs,
@@ -29,18 +29,6 @@ from fedtab.simulation.runner import SimulationConfig, run_simulation
 # Defaults of the zero-argument main job: sized to finish in a few minutes on 2 cores with a
 # 2048-bit key (about two minutes) while showing what federation buys each bank.
 DEFAULT_ROWS = 150_000
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "gbdt": {
-        "n_estimators": 100,
-        "max_depth": 5,
-        "learning_rate": 0.1,
-        "max_bin": 64,
-        "min_child_samples": 50,
-    },
-    "logreg": {"C": 1.0},
-}
-
-
 class BankFileType(click.ParamType):
     """``NAME=PATH`` for one bank's table."""
 
@@ -103,7 +91,7 @@ class BankFileType(click.ParamType):
     "--model",
     "kind",
     envvar="FEDTAB_SIMULATE_MODEL",
-    type=click.Choice(["gbdt", "logreg"]),
+    type=click.Choice(simulated_kinds()),
     default="gbdt",
     show_default=True,
 )
@@ -170,7 +158,7 @@ def simulate(
     config = SimulationConfig(
         out_dir=out_dir, job=job, key_bits=int(key_bits), workers=workers, timeout_seconds=timeout
     )
-    result = run_simulation(config, inputs, _say, ProgressPrinter(total_rounds(job)))
+    result = run_simulation(config, inputs, _say, print_progress(job))
     if result.table:
         click.echo()
         click.echo(
@@ -185,7 +173,8 @@ def simulate(
 
 
 def _job_spec(kind: str, params_path: Path | None, seed: int, allow_two: bool) -> JobSpec:
-    params = dict(DEFAULT_PARAMS[kind])
+    declared = job_kind(kind)  # its default parameters for the zero-argument main job
+    params = dict(declared.simulation_params)
     job: dict[str, Any] = {"kind": kind, "seed": seed, "allow_two_banks": allow_two}
     if params_path is not None:
         try:
@@ -197,9 +186,12 @@ def _job_spec(kind: str, params_path: Path | None, seed: int, allow_two: bool) -
             raise ConfigError(
                 f"job file {params_path} is a {file_kind!r} job but --model is {kind!r}"
             )
-        params.update(document.get("params", {}))
+        params.update({declared.schema.canonical(key): value  # eta = learning_rate
+                       for key, value in document.get("params", {}).items()})
         job.update(document.get("job", {}))
-    return JobSpec.from_dict({"job": job, "params": params})
+    spec = JobSpec.from_dict({"job": job, "params": params})
+    spec.check_params()
+    return spec
 
 
 def _inputs(

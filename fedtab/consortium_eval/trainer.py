@@ -41,13 +41,14 @@ from fedtab.consortium_eval.binned import (
     counts_from_aggregate,
     score_histogram,
 )
+from fedtab.consortium_eval.kind import DEFAULT_MIN_ROWS, PARAMETERS
 from fedtab.consortium_eval.model_param import load_model_text
 from fedtab.consortium_eval.report import format_table
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.data.contract import LocalTable
 from fedtab.errors import ConfigError, PrivacyError, ProtocolError
 from fedtab.metrics import evaluate_scores
-from fedtab.profiling import DEFAULT_MAX_ROWS, parse_max_rows
+from fedtab.profiling import DEFAULT_MAX_ROWS
 from fedtab.protocol.step_machine import FnStep, Step, StepMachine
 from fedtab.protocol.steps import JobContext, JsonDict, SumRequest
 
@@ -59,22 +60,12 @@ PER_BANK_KEYS: tuple[str, ...] = (
     "precision_at_1pct", "best_f1", "brier", "n_rows", "n_positive",
 )
 COUNT_KEYS = frozenset({"n_rows", "n_positive"})
-DEFAULT_MIN_ROWS = 50
-MIN_ROWS_FLOOR = 20
-PARAM_KEYS = frozenset({"model_json", "model_name", "model_sha256", "score_bins", "min_rows",
-                        "max_rows_per_bank"})
-
-
-def _int_param(params: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{key} must be an integer in [{low}, {high}], got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    """Parsed ``[params]`` of an ``evaluate`` job (see module docstring)."""
+    """Parsed ``[params]`` of an ``evaluate`` job (see module docstring; declared in
+    :mod:`fedtab.consortium_eval.kind`)."""
 
     model_json: str
     model_name: str
@@ -85,27 +76,24 @@ class EvaluateParams:
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> EvaluateParams:
-        """Parse and validate; raises :class:`ConfigError`."""
+        """Parse and validate through the kind's schema; raises :class:`ConfigError`."""
         if "model" in params and "model_json" not in params:
             raise ConfigError("the evaluate job's model was not embedded: submit it with "
                               "`fedtab run`, which reads [params] model = PATH")
-        unknown = set(params) - PARAM_KEYS
-        if unknown:
-            raise ConfigError(f"unknown evaluate parameter(s) {sorted(unknown)}")
-        text = params.get("model_json")
-        if not isinstance(text, str) or not text:
+        values = PARAMETERS.validate(params)
+        text = values["model_json"]
+        if not text:
             raise ConfigError('an evaluate job needs [params] model = "path/to/model.json"')
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        claimed = params.get("model_sha256", digest)
-        if claimed != digest:
+        if values["model_sha256"] not in (None, digest):
             raise ConfigError("the embedded model does not match its model_sha256")
         return cls(
             model_json=text,
-            model_name=str(params.get("model_name", "model.json")),
+            model_name=values["model_name"],
             model_sha256=digest,
-            score_bins=_int_param(params, "score_bins", DEFAULT_BINS, 16, 1 << 16),
-            min_rows=_int_param(params, "min_rows", DEFAULT_MIN_ROWS, MIN_ROWS_FLOOR, 1 << 40),
-            max_rows_per_bank=parse_max_rows(params.get("max_rows_per_bank", DEFAULT_MAX_ROWS)),
+            score_bins=values["score_bins"],
+            min_rows=values["min_rows"],
+            max_rows_per_bank=values["max_rows_per_bank"],
         )
 
 

@@ -1,43 +1,14 @@
-"""Parameters of the ``logreg`` job, with scikit-learn's names and validation at the edge."""
+"""Parameters of the ``logreg`` job, with scikit-learn's names; declared in
+:mod:`fedtab.logreg.kind`, validated once by its schema."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fedtab.errors import ConfigError
-from fedtab.profiling import DEFAULT_MAX_ROWS, parse_max_rows
-
-ALLOWED = ("C", "class_weight", "tol", "max_iter", "max_rows_per_bank")
-
-
-def _positive_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise ConfigError(f"{name} must be positive and finite, got {value!r}")
-    return number
-
-
-def _class_weight(value: Any) -> str | tuple[float, float] | None:
-    """``None``, ``"balanced"`` or a mapping ``{"0": w0, "1": w1}`` (int keys accepted)."""
-    if value is None or value == "balanced":
-        return value
-    if isinstance(value, Mapping):
-        weights: dict[int, float] = {}
-        for key, weight in value.items():
-            label = str(key)
-            if label not in ("0", "1"):
-                raise ConfigError(f"class_weight keys must be 0 and 1, got {key!r}")
-            weights[int(label)] = _positive_float(f"class_weight[{label}]", weight)
-        return (weights.get(0, 1.0), weights.get(1, 1.0))
-    raise ConfigError(
-        f"class_weight must be omitted, \"balanced\" or a table {{\"0\" = w0, \"1\" = w1}}, "
-        f"got {value!r}"
-    )
+from fedtab.logreg.kind import PARAMETERS
+from fedtab.profiling import DEFAULT_MAX_ROWS
 
 
 @dataclass(frozen=True)
@@ -60,22 +31,9 @@ class LogRegParams:
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> LogRegParams:
-        """Parse ``ctx.params``; unknown keys and bad values raise :class:`ConfigError`."""
-        unknown = set(params) - set(ALLOWED)
-        if unknown:
-            raise ConfigError(
-                f"unknown logreg parameter(s) {sorted(unknown)}; allowed: {', '.join(ALLOWED)}"
-            )
-        max_iter = params.get("max_iter", 25)
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or not 1 <= max_iter <= 1000:
-            raise ConfigError(f"max_iter must be an integer in [1, 1000], got {max_iter!r}")
-        return cls(
-            C=_positive_float("C", params.get("C", 1.0)),
-            class_weight=_class_weight(params.get("class_weight")),
-            tol=_positive_float("tol", params.get("tol", 1e-8)),
-            max_iter=max_iter,
-            max_rows_per_bank=parse_max_rows(params.get("max_rows_per_bank", DEFAULT_MAX_ROWS)),
-        )
+        """Parse ``ctx.params`` through the kind's schema (:mod:`fedtab.logreg.kind`); unknown
+        keys (with a suggestion) and bad values raise :class:`ConfigError`."""
+        return cls(**PARAMETERS.validate(params))
 
     def weights(self, rows_total: int, positives_total: int) -> tuple[float, float]:
         """Class weights ``(w0, w1)`` for the consortium's label counts (both must be > 0)."""

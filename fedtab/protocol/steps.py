@@ -90,7 +90,9 @@ class JobContext:
     """Facts every bank's trainer of one job shares.
 
     ``bank_names`` is sorted and identical on every bank; ``bank_name`` is this bank's own name;
-    ``seed`` drives all shared randomness (feature subsampling and the like).
+    ``seed`` drives all shared randomness (feature subsampling and the like);
+    ``privacy_floor`` is this bank's own floor on the rows behind a released figure, checked by
+    kinds whose figures cover the whole consortium (1: none, for in-process runs).
     """
 
     job_id: str
@@ -98,6 +100,7 @@ class JobContext:
     bank_names: tuple[str, ...]
     seed: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
+    privacy_floor: int = 1
 
     @property
     def n_banks(self) -> int:

@@ -4,7 +4,8 @@
 * pooled: what one party holding every bank's rows would train (only a simulation can do this).
 
 Both use stock tools (``xgboost`` hist, scikit-learn) with the same parameters as the job, on
-the same model-ready matrices (:class:`~fedtab.data.contract.LocalTable`).
+the same model-ready matrices (:class:`~fedtab.data.contract.LocalTable`). Each job kind names
+its baseline in its :class:`~fedtab.jobs.kind.JobKind` (``fit_xgboost``, ``fit_logreg``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fedtab.data.contract import LocalTable
+from fedtab.gbdt.kind import PARAMETERS as GBDT_PARAMETERS
+from fedtab.jobs import job_kind
 from fedtab.logreg.design import DesignEncoder
+
+Scorer = Callable[[LocalTable], np.ndarray]
 
 # fedtab (XGBoost scikit-learn names) -> xgboost.train parameter names.
 _XGB_NAMES = {
@@ -37,7 +42,9 @@ _XGB_NAMES = {
 
 
 def xgboost_params(params: Mapping[str, Any], seed: int) -> tuple[dict[str, Any], int]:
-    """Translate a gbdt job's ``[params]`` to ``xgboost.train`` params and a round count."""
+    """Translate a gbdt job's ``[params]`` (aliases allowed) to ``xgboost.train`` params and a
+    round count."""
+    params = {GBDT_PARAMETERS.canonical(key): value for key, value in params.items()}
     out: dict[str, Any] = {
         "objective": "binary:logistic",
         "tree_method": "hist",
@@ -93,14 +100,21 @@ def train_logreg(
     return score
 
 
-def fit_baseline(
-    kind: str, table: LocalTable, params: Mapping[str, Any], seed: int
-) -> Callable[[LocalTable], np.ndarray]:
-    """Train the stock-tool counterpart of a ``gbdt`` or ``logreg`` job; returns a scorer."""
-    if kind == "logreg":
-        return train_logreg(table, params)
+def fit_xgboost(table: LocalTable, params: Mapping[str, Any], seed: int) -> Scorer:
+    """The ``gbdt`` kind's baseline: stock XGBoost; returns a scorer."""
     booster = train_xgboost(table, params, seed)
     return lambda holdout: predict_xgboost(booster, holdout)
+
+
+def fit_logreg(table: LocalTable, params: Mapping[str, Any], seed: int) -> Scorer:
+    """The ``logreg`` kind's baseline: scikit-learn (``seed`` unused: the fit is deterministic)."""
+    return train_logreg(table, params)
+
+
+def fit_baseline(kind: str, table: LocalTable, params: Mapping[str, Any], seed: int) -> Scorer:
+    """Train the stock-tool counterpart of a job of ``kind`` (its kind's baseline); returns a
+    scorer. Raises :class:`~fedtab.errors.ConfigError` for a kind without a baseline."""
+    return job_kind(kind).fit_baseline(table, params, seed)
 
 
 def _column_means(X: np.ndarray) -> np.ndarray:

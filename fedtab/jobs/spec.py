@@ -1,4 +1,4 @@
-"""Job files and the registry of job kinds.
+"""Job files: parsed and checked in full before anything is sent.
 
 A job file is TOML::
 
@@ -11,38 +11,36 @@ A job file is TOML::
     [params]                 # kind-specific, XGBoost / scikit-learn names
     n_estimators = 100
 
-Each kind maps to a :class:`~fedtab.protocol.steps.BankTrainer` class constructed as
-``cls(ctx, table)``, or ``cls(ctx, table, holdout)`` when the class sets ``needs_holdout =
-True`` (``evaluate``); trainer modules are imported lazily.
+Unknown tables, ``[job]`` keys and parameters are errors with a did-you-mean suggestion.
+``[params]`` is checked against the kind's schema by :meth:`JobSpec.check_params`, which
+``fedtab run`` calls before it connects and every bank calls before it computes.
 """
 
 from __future__ import annotations
 
-import importlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedtab.data.contract import LocalTable
 from fedtab.errors import ConfigError, PrivacyError
-from fedtab.protocol.steps import BankTrainer, JobContext
-
-# kind -> "module:class"
-TRAINERS: dict[str, str] = {
-    "profile": "fedtab.profiling:ProfileTrainer",
-    "gbdt": "fedtab.gbdt.trainer:GBDTTrainer",
-    "logreg": "fedtab.logreg.trainer:LogRegTrainer",
-    "evaluate": "fedtab.consortium_eval.trainer:EvaluateTrainer",
-}
+from fedtab.jobs.constraints import Boolean, Interval, NoneValue, Param, Schema, String, suggestion
+from fedtab.jobs.registry import KINDS, Registry, unknown_kind_message
 
 MIN_BANKS = 3
+TABLES = ("job", "params")
+JOB_TABLE = Schema("[job]", {
+    "kind": Param((String(),)),
+    "seed": Param((Interval(int, None, None),), default=0),
+    "allow_two_banks": Param((Boolean(),), default=False),
+    "bank_timeout": Param((Interval(float, 0, None, closed="neither"), NoneValue())),
+})
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A parsed, validated job file."""
+    """A parsed job file (``params`` as written; :meth:`check_params` types them)."""
 
     kind: str
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -62,31 +60,27 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
+        """Parse a job document; raises :class:`ConfigError` (unknown kind, table or key)."""
+        for table in data:
+            if table not in TABLES:
+                raise ConfigError(f"unknown table [{table}] in the job file; expected [job] "
+                                  f"and [params]{suggestion(str(table), TABLES)}")
         job = data.get("job")
         if not isinstance(job, Mapping):
             raise ConfigError("job file has no [job] table")
         kind = job.get("kind")
-        if kind not in TRAINERS:
-            raise ConfigError(f"unknown job kind {kind!r}; expected one of {sorted(TRAINERS)}")
+        if kind not in KINDS:
+            raise ConfigError(unknown_kind_message(kind, sorted(KINDS)))
         params = data.get("params", {})
         if not isinstance(params, Mapping):
             raise ConfigError("[params] must be a table")
-        seed = job.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ConfigError(f"[job] seed must be an integer, got {seed!r}")
-        allow_two = job.get("allow_two_banks", False)
-        if not isinstance(allow_two, bool):
-            raise ConfigError(f"[job] allow_two_banks must be true or false, got {allow_two!r}")
-        timeout = job.get("bank_timeout")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise ConfigError(f"[job] bank_timeout must be a positive number, got {timeout!r}")
+        values = JOB_TABLE.validate(job)
+        timeout = values["bank_timeout"]
         return cls(
             kind=str(kind),
             params=dict(params),
-            seed=seed,
-            allow_two_banks=allow_two,
+            seed=values["seed"],
+            allow_two_banks=values["allow_two_banks"],
             bank_timeout=None if timeout is None else float(timeout),
         )
 
@@ -98,6 +92,13 @@ class JobSpec:
             raise ConfigError(f"cannot read job file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"job file {path} is not valid TOML: {exc}") from exc
+
+    def check_params(self, kinds: Registry | None = None) -> dict[str, Any]:
+        """``[params]`` typed and complete under the kind's schema (the one validator).
+
+        Raises :class:`ConfigError` naming the parameter (unknown names with a suggestion).
+        """
+        return (kinds or Registry()).get(self.kind).validate(self.params)
 
     def check_bank_count(self, n_banks: int) -> None:
         """Refuse fewer than three banks unless the job explicitly allows two.
@@ -111,23 +112,3 @@ class JobSpec:
                 f"only {n_banks} banks: with two banks each can deduce the other's contribution; "
                 "set allow_two_banks = true in [job] to proceed anyway"
             )
-
-
-def create_trainer(spec: JobSpec, ctx: JobContext, table: LocalTable,
-                   holdout: LocalTable | None = None) -> BankTrainer:
-    """Build this bank's trainer for a job of ``spec.kind``; raises :class:`ConfigError`.
-
-    ``holdout`` (the bank's evaluation table, if it has one) is passed only to kinds whose
-    class sets ``needs_holdout = True``.
-    """
-    module_name, class_name = TRAINERS[spec.kind].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"job kind {spec.kind!r} is not available in this build") from exc
-    trainer_class = getattr(module, class_name)
-    if getattr(trainer_class, "needs_holdout", False):
-        holder: BankTrainer = trainer_class(ctx, table, holdout)
-        return holder
-    trainer: BankTrainer = trainer_class(ctx, table)
-    return trainer
