@@ -88,3 +88,19 @@ def test_a_model_the_banks_trained_can_be_evaluated_without_approval(
         job.write_text('[job]\nkind = "evaluate"\n[params]\nmodel = "model.json"\n')
         evaluated = client.submit(embed_model(JobSpec.load(job), job))
         assert client.wait(evaluated, timeout=120).state == "done"
+
+
+def test_a_logreg_job_is_refused_by_a_bank_whose_floor_exceeds_the_consortium(consortium) -> None:
+    """Consortium-wide figures are checked against the bank's floor before it proposes them."""
+    folder, tables = consortium
+
+    def strict(agent) -> None:
+        if agent.name == "bank_b":
+            agent.policy = BankPolicy(privacy_floor=10**6)
+
+    with InProcessConsortium(folder, tables, on_agent=strict) as cons, \
+            cons.operator_client() as client:
+        job_id = client.submit(JobSpec(kind="logreg"))
+        with pytest.raises(JobFailedError, match="PrivacyError at bank bank_b") as failure:
+            client.wait(job_id, timeout=120)
+    assert not any(char.isdigit() for char in str(failure.value).split("PrivacyError")[1])

@@ -87,7 +87,7 @@ class Interval:
             return f"{noun} {'>=' if left_in else '>'} {_bound(self.left)}"
         if self.right is not None:
             return f"{noun} {'<=' if right_in else '<'} {_bound(self.right)}"
-        return f"a finite {noun.split()[-1]}"
+        return noun if self.type is int else "a finite number"
 
 
 @dataclass(frozen=True)
