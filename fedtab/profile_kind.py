@@ -1,6 +1,6 @@
 """The ``profile`` job kind, and the release check it shares with ``logreg``.
 
-Both kinds start with the consortium-wide moments (:mod:`fedtab.profiling`): row and label
+Both kinds start with the consortium-wide moments (:mod:`fedtab.moments`): row and label
 counts, per-feature non-null counts, means and standard deviations, and per-category counts.
 Each figure covers rows of the whole consortium, a number known only once summed, so the floor
 is checked when the moments are proposed (:func:`check_moments`): a bank refuses to release
@@ -16,7 +16,7 @@ from fedtab.jobs.constraints import Interval, Param, Schema
 from fedtab.jobs.kind import EVERYONE, JobKind, Release
 from fedtab.protocol.steps import JobContext, JsonDict, SumRequest
 
-MOMENTS_STEP_ID = "moments"  # fedtab.profiling.MOMENTS_STEP (that module loads the data code)
+MOMENTS_STEP_ID = "moments"  # fedtab.moments.MOMENTS_STEP (that module loads the data code)
 MAX_ROWS = Param((Interval(int, 1, 2**40),), 2**24)
 
 PARAMETERS = Schema("profile", {"max_rows_per_bank": MAX_ROWS})

@@ -19,7 +19,8 @@ from fedtab.gbdt.params import GBDTParams
 from fedtab.jobs import KINDS, JobSpec, Registry, create_trainer, job_kind
 from fedtab.jobs.constraints import Interval
 from fedtab.logreg.params import LogRegParams
-from fedtab.profiling import MOMENTS_STEP, ProfileParams
+from fedtab.moments import MOMENTS_STEP
+from fedtab.profiling import ProfileParams
 from fedtab.protocol.local_runner import run_plaintext
 from fedtab.protocol.steps import JobContext
 
@@ -125,7 +126,7 @@ def test_every_registered_kind_declares_what_it_releases() -> None:
             if release.consortium_rows:
                 assert kind.check_proposal is not None
     assert job_kind("evaluate").needs_holdout and job_kind("evaluate").scored_model
-    assert MOMENTS_STEP == "moments"  # fedtab.profile_kind names it without importing profiling
+    assert MOMENTS_STEP == "moments"  # fedtab.profile_kind names it without importing moments
 
 
 def test_kinds_read_their_own_step_ids() -> None:
