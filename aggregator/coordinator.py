@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable
 
 from aggregator.checkpoint import JobStore
-from aggregator.job import Job
-from aggregator.step_state import StepState, status_done_my_part
-from fedtab.crypto import PublicKey
+from aggregator.job import Job, segment_indices
+from fedtab.crypto.keys import PublicKey
 from fedtab.errors import (
     AuthenticationError,
     CheckpointError,
@@ -36,22 +35,20 @@ from fedtab.errors import (
     ReplayError,
 )
 from fedtab.jobs import JobSpec
+from fedtab.protocol.exchange import CommittedStep, PayloadKind, Phase, StepStatus, Upload
+from fedtab.protocol.step_state import StepState, status_done_my_part
+from fedtab.securesum.shared_key_aggregator import SharedKeyAggregator
 from fedtab.transport import convert
 from fedtab.transport.messages import (
     Caller,
-    CommittedStep,
     DownloadKind,
     JobAssignment,
     JobState,
     JobStatus,
-    PayloadKind,
-    Phase,
     Registration,
-    StepStatus,
-    Upload,
     UploadAck,
 )
-from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS, REPLAY_WINDOW
+from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS
 
 log = logging.getLogger("fedtab.aggregator")
 
@@ -76,6 +73,7 @@ class Coordinator:
         self.banks = tuple(sorted(banks))
         self.public_key = public_key
         self.fingerprint = public_key.fingerprint
+        self.backend = SharedKeyAggregator(public_key)  # the secure sum's aggregator side
         self.bank_timeout = bank_timeout
         self._store = store
         self._clock = clock
@@ -141,10 +139,7 @@ class Coordinator:
                 self._check_timeouts()
                 job = self._active()
                 if job is not None and job.state is JobState.RUNNING and name in job.banks:
-                    return JobAssignment(
-                        job.job_id, job.spec.to_dict(), job.banks, len(job.committed),
-                        job.bank_timeout,
-                    )
+                    return JobAssignment(job.job_id, job.spec.to_dict(), job.banks)
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return None
@@ -181,7 +176,7 @@ class Coordinator:
                 self._fail(job, JobFailedError(
                     f"bank {name} cannot continue at step {len(job.committed)}: {reason}"
                 ))
-                return UploadAck(False, "")
+                return UploadAck(False)
             step = self._current_step(job, tag.step_index, name)
             try:
                 step.check_request(name, upload)
@@ -209,9 +204,9 @@ class Coordinator:
             if complete:
                 self._advance(job, step)
                 if step.phase is Phase.DECRYPT and step.index == len(job.committed):
-                    job.count("ciphertexts_summed", step.n_ciphertexts)
+                    job.count("ciphertexts_summed", step.aggregate_size)
             self._bump()
-            return UploadAck(duplicate, job.step.phase.value if job.step else "")
+            return UploadAck(duplicate)
 
     def download(self, caller: Caller, kind: DownloadKind, job_id: str, step_index: int,
                  from_index: int) -> bytes:
@@ -244,7 +239,7 @@ class Coordinator:
         step = self._current_step(job, step_index, name)
         if kind is DownloadKind.AGGREGATE:
             return step.aggregate_payload()
-        return step.shards_payload()
+        return convert.shards_to_bytes(step.shares())
 
     # ----- operator handlers ----------------------------------------------------------------
 
@@ -329,7 +324,7 @@ class Coordinator:
             return
         job.state = JobState.RUNNING
         job.started_at = job.started_at or self._wall()
-        job.step = StepState(len(job.committed), job.banks, self.public_key)
+        job.step = self._new_step(job)
         self._save(job, required=False)  # a failing disk fails the job at its first commit
         log.info("job %s running with banks %s", job.job_id, ", ".join(job.banks))
         self._bump()
@@ -392,6 +387,10 @@ class Coordinator:
             )
         return job.step
 
+    def _new_step(self, job: Job) -> StepState:
+        return StepState(job.job_id, len(job.committed), job.banks, self.backend,
+                         self.fingerprint, convert.artifacts_from_bytes)
+
     def _advance(self, job: Job, step: StepState) -> None:
         """All banks delivered the phase's item: move on, commit, or finish.
 
@@ -406,38 +405,49 @@ class Coordinator:
             self._fail(job, exc)
             raise
         if isinstance(outcome, CommittedStep):
-            aggregate = step.aggregate_payload()
-            try:
-                if self._store is not None:
-                    self._store.save_aggregate(job.job_id, outcome.index, aggregate,
-                                               REPLAY_WINDOW)
-                    self._store.save_step(job.job_id, outcome)
-            except (OSError, CheckpointError) as exc:
-                self._fail(job, _write_error(job, f"step {outcome.index}", exc))
-                return
-            job.committed.append(outcome)
-            job.aggregates[outcome.index] = aggregate
-            job.aggregates.pop(outcome.index - REPLAY_WINDOW, None)
-            log.info("job %s committed step %d (%s)", job.job_id, outcome.index,
-                     outcome.request.step_id)
-            job.step = StepState(len(job.committed), job.banks, self.public_key)
+            self._commit(job, outcome, step.aggregate_payload())
         elif isinstance(outcome, dict):
-            message = f"finished after {len(job.committed)} steps"
-            try:
-                if self._store is not None:
-                    self._store.save_artifacts(job.job_id, outcome)
-                    self._store.save_record(job.job_id, {
-                        **job.record(), "state": JobState.DONE.value, "message": message,
-                    })
-            except (OSError, CheckpointError) as exc:
-                self._fail(job, _write_error(job, "the artifacts", exc))
-                return
-            job.artifacts = outcome
-            job.state = JobState.DONE
-            job.aggregates.clear()
-            job.message = message
-            job.step = None
-            log.info("job %s done: %s", job.job_id, ", ".join(sorted(outcome)))
+            self._finish(job, outcome)
+
+    def _commit(self, job: Job, outcome: CommittedStep, aggregate: bytes) -> None:
+        """Checkpoint and apply a committed step; keep the aggregates of the current segment
+        (the replay contract of :mod:`fedtab.protocol.steps`), and no others."""
+        kept = segment_indices([*job.committed, outcome])
+        try:
+            if self._store is not None:
+                if outcome.index in kept:
+                    self._store.save_aggregate(job.job_id, outcome.index, aggregate)
+                self._store.save_step(job.job_id, outcome)
+                self._store.prune_aggregates(job.job_id, kept)
+        except (OSError, CheckpointError) as exc:
+            self._fail(job, _write_error(job, f"step {outcome.index}", exc))
+            return
+        job.committed.append(outcome)
+        job.aggregates = {i: a for i, a in job.aggregates.items() if i in kept}
+        if outcome.index in kept:
+            job.aggregates[outcome.index] = aggregate
+        log.info("job %s committed step %d (%s)", job.job_id, outcome.index,
+                 outcome.request.step_id)
+        job.step = self._new_step(job)
+
+    def _finish(self, job: Job, artifacts: dict[str, bytes]) -> None:
+        """Checkpoint and apply the agreed artifacts: the job is done."""
+        message = f"finished after {len(job.committed)} steps"
+        try:
+            if self._store is not None:
+                self._store.save_artifacts(job.job_id, artifacts)
+                self._store.save_record(job.job_id, {
+                    **job.record(), "state": JobState.DONE.value, "message": message,
+                })
+        except (OSError, CheckpointError) as exc:
+            self._fail(job, _write_error(job, "the artifacts", exc))
+            return
+        job.artifacts = artifacts
+        job.state = JobState.DONE
+        job.aggregates.clear()
+        job.message = message
+        job.step = None
+        log.info("job %s done: %s", job.job_id, ", ".join(sorted(artifacts)))
 
     def _fail(self, job: Job, exc: FedtabError) -> None:
         if job.state in (JobState.DONE, JobState.FAILED):

@@ -1,17 +1,26 @@
 """One job as the aggregator keeps it: spec, banks, state, committed steps, traffic.
 
 Threat model: holds only public material (the spec, committed proposals, aggregate
-ciphertexts of recent steps, artifacts); never a key.
+ciphertexts of the current segment's steps, artifacts); never a key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aggregator.checkpoint import StoredJob
-from aggregator.step_state import StepState
 from fedtab.jobs import JobSpec
-from fedtab.transport.messages import CommittedStep, JobState
+from fedtab.protocol.exchange import CommittedStep
+from fedtab.protocol.step_state import StepState
+from fedtab.protocol.steps import replay_indices
+from fedtab.transport.messages import JobState
+
+
+def segment_indices(committed: Sequence[CommittedStep]) -> range:
+    """The committed steps whose aggregates the aggregator keeps: the current segment (the
+    steps a rejoining bank replays through ``propose``, :func:`replay_indices`)."""
+    return replay_indices([step.request for step in committed])
 
 
 @dataclass
@@ -28,7 +37,7 @@ class Job:
     started_at: float | None = None
     message: str = ""
     committed: list[CommittedStep] = field(default_factory=list)
-    aggregates: dict[int, bytes] = field(default_factory=dict)  # recent committed steps
+    aggregates: dict[int, bytes] = field(default_factory=dict)  # the current segment's steps
     traffic: dict[str, float] = field(default_factory=dict)  # bytes by message kind
     step: StepState | None = None
     artifacts: dict[str, bytes] | None = None
@@ -54,6 +63,7 @@ class Job:
     def from_stored(cls, stored: StoredJob) -> Job:
         """Rebuild a job from its checkpoint."""
         rec = stored.record
+        kept = segment_indices(stored.committed)
         return cls(
             job_id=str(rec["job_id"]),
             seq=int(rec["seq"]),
@@ -65,7 +75,7 @@ class Job:
             started_at=rec.get("started_at"),
             message=str(rec.get("message", "")),
             committed=stored.committed,
-            aggregates=stored.aggregates,
+            aggregates={i: a for i, a in stored.aggregates.items() if i in kept},
             traffic={str(k): float(v) for k, v in dict(rec.get("traffic") or {}).items()},
             artifacts=stored.artifacts,
         )

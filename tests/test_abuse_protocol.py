@@ -320,7 +320,7 @@ def test_a_refused_upload_does_not_fix_the_step_request(small_private_key: Priva
     from fedtab.crypto.decryptor import Decryptor
     from fedtab.errors import WireFormatError
     from fedtab.transport.messages import Caller
-    from fedtab.transport.sealing import generate_shard_key
+    from fedtab.securesum.sealing import generate_shard_key
 
     shard_key = generate_shard_key()
     banks = {b: Bank(b, Encryptor(small_private_key.public), Decryptor(small_private_key),

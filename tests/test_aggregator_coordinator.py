@@ -42,7 +42,7 @@ from fedtab.transport.messages import (
     Upload,
     request_digest,
 )
-from fedtab.transport.sealing import generate_shard_key
+from fedtab.securesum.sealing import generate_shard_key
 
 BANKS = ("bank_a", "bank_b", "bank_c")
 SPEC = EncodingSpec(frac_bits=20, clip=1000.0, max_summands=8)
