@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedtab.crypto.decryptor import Decryptor
 from fedtab.crypto.encryptor import Encryptor
 from fedtab.crypto.keys import PrivateKey
 from fedtab.errors import ProposalMismatchError, ProtocolError
@@ -38,9 +37,9 @@ from fedtab.protocol.steps import (
     canonical_json,
     proposal_digest,
 )
+from fedtab.securesum.base import BankSide
 from fedtab.securesum.sealing import generate_shard_key
 from fedtab.securesum.shared_key_aggregator import SharedKeyAggregator
-from fedtab.securesum.shared_key_bank import SharedKeyBank
 
 ProgressCallback = Callable[[int, SumRequest], None]
 Summer = Callable[[SumRequest, Mapping[str, np.ndarray]], np.ndarray]
@@ -117,6 +116,11 @@ def run_encrypted(
     gives a bank its own (a bank with a wrong key cannot open the others' shards: the run
     fails with the authentication error, as the distributed run would).
     """
+    # Decryption code is imported here, not with the module: modules that only need
+    # run_plaintext (the centralized GBDT trainer) stay free of it.
+    from fedtab.crypto.decryptor import Decryptor
+    from fedtab.securesum.shared_key_bank import SharedKeyBank
+
     if not trainers:
         raise ProtocolError("a job needs at least one bank")
     public_key = private_key.public
@@ -126,7 +130,7 @@ def run_encrypted(
         Encryptor(public_key, workers=workers) as encryptor,
         Decryptor(private_key, workers=workers) as decryptor,
     ):
-        sides = {
+        sides: dict[str, BankSide] = {
             name: SharedKeyBank(name, public_key, encryptor, decryptor, keys[name])
             for name in trainers
         }
@@ -137,7 +141,7 @@ def run_encrypted(
 
 def _run_grid(
     trainers: Mapping[str, BankTrainer],
-    sides: Mapping[str, SharedKeyBank],
+    sides: Mapping[str, BankSide],
     grid: InMemoryGrid,
     progress: ProgressCallback | None,
 ) -> JobOutcome:
@@ -169,7 +173,7 @@ def _run_grid(
 
 def _secure_step(
     trainers: Mapping[str, BankTrainer],
-    sides: Mapping[str, SharedKeyBank],
+    sides: Mapping[str, BankSide],
     grid: InMemoryGrid,
     requests: Mapping[str, SumRequest | None],
     stats: RunStats,
