@@ -4,6 +4,7 @@ Layout under the state directory::
 
     jobs/<job_id>/job.json            spec, banks, state, message, timings
     jobs/<job_id>/steps/000012.json   committed step 12: request and agreed proposal
+    jobs/<job_id>/steps/000012.agg    its aggregate, while step 12 is in the current segment
     jobs/<job_id>/artifacts/<name>    the finished job's artifacts
 
 Every file is written atomically (temp file in the same folder, fsync, ``os.replace``, fsync of
@@ -14,14 +15,15 @@ only public material (job specs, committed proposals = the model, artifacts); ne
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fedtab.atomic import atomic_write_bytes
 from fedtab.errors import CheckpointError
+from fedtab.protocol.exchange import CommittedStep
 from fedtab.protocol.steps import SumRequest, canonical_json
-from fedtab.transport.messages import CommittedStep
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -62,12 +64,16 @@ class JobStore:
         path = self._dir(job_id) / "steps" / f"{step.index:06d}.json"
         atomic_write(path, canonical_json(payload))
 
-    def save_aggregate(self, job_id: str, index: int, aggregate: bytes, keep: int) -> None:
-        """Keep a committed step's aggregate ciphertexts; drop those older than ``keep`` steps."""
+    def save_aggregate(self, job_id: str, index: int, aggregate: bytes) -> None:
+        """Keep step ``index``'s aggregate (written before the step, so that a committed step
+        of the current segment always has its aggregate on disk)."""
+        atomic_write(self._dir(job_id) / "steps" / f"{index:06d}.agg", aggregate)
+
+    def prune_aggregates(self, job_id: str, keep: Container[int]) -> None:
+        """Drop the stored aggregates of steps not in ``keep`` (the current segment)."""
         steps = self._dir(job_id) / "steps"
-        atomic_write(steps / f"{index:06d}.agg", aggregate)
         for old in steps.glob("*.agg"):
-            if old.stem.isdigit() and int(old.stem) <= index - keep:
+            if old.stem.isdigit() and int(old.stem) not in keep:
                 old.unlink(missing_ok=True)
 
     def save_artifacts(self, job_id: str, artifacts: dict[str, bytes]) -> None:

@@ -22,36 +22,32 @@ import time
 from collections.abc import Callable
 
 from aggregator.checkpoint import JobStore
-from aggregator.job import Job
-from aggregator.step_state import StepState, status_done_my_part
-from fedtab.crypto import PublicKey
+from aggregator.job import Job, write_error
+from fedtab.crypto.keys import PublicKey
 from fedtab.errors import (
     AuthenticationError,
     CheckpointError,
     ConfigError,
     FedtabError,
     JobFailedError,
-    PeerUnavailableError,
     ProtocolError,
     ReplayError,
 )
 from fedtab.jobs import JobSpec
+from fedtab.protocol.exchange import CommittedStep, PayloadKind, Phase, StepStatus, Upload
+from fedtab.protocol.step_state import StepState, status_done_my_part
+from fedtab.securesum.shared_key_aggregator import SharedKeyAggregator
 from fedtab.transport import convert
 from fedtab.transport.messages import (
     Caller,
-    CommittedStep,
     DownloadKind,
     JobAssignment,
     JobState,
     JobStatus,
-    PayloadKind,
-    Phase,
     Registration,
-    StepStatus,
-    Upload,
     UploadAck,
 )
-from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS, REPLAY_WINDOW
+from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS
 
 log = logging.getLogger("fedtab.aggregator")
 
@@ -76,6 +72,7 @@ class Coordinator:
         self.banks = tuple(sorted(banks))
         self.public_key = public_key
         self.fingerprint = public_key.fingerprint
+        self.backend = SharedKeyAggregator(public_key)  # the secure sum's aggregator side
         self.bank_timeout = bank_timeout
         self._store = store
         self._clock = clock
@@ -141,10 +138,7 @@ class Coordinator:
                 self._check_timeouts()
                 job = self._active()
                 if job is not None and job.state is JobState.RUNNING and name in job.banks:
-                    return JobAssignment(
-                        job.job_id, job.spec.to_dict(), job.banks, len(job.committed),
-                        job.bank_timeout,
-                    )
+                    return JobAssignment(job.job_id, job.spec.to_dict(), job.banks)
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return None
@@ -160,7 +154,7 @@ class Coordinator:
                 self._last_seen[name] = self._clock()
                 self._schedule()
                 self._check_timeouts()
-                status = self._step_status(job, name)
+                status = job.step_status(name)
                 finished = status.job_state in (JobState.DONE.value, JobState.FAILED.value)
                 busy = status.job_state == JobState.RUNNING.value and (
                     status.step_index != step_index or not status_done_my_part(status)
@@ -181,8 +175,8 @@ class Coordinator:
                 self._fail(job, JobFailedError(
                     f"bank {name} cannot continue at step {len(job.committed)}: {reason}"
                 ))
-                return UploadAck(False, "")
-            step = self._current_step(job, tag.step_index, name)
+                return UploadAck(False)
+            step = job.current_step(tag.step_index, name)
             try:
                 step.check_request(name, upload)
             except FedtabError as exc:
@@ -209,9 +203,9 @@ class Coordinator:
             if complete:
                 self._advance(job, step)
                 if step.phase is Phase.DECRYPT and step.index == len(job.committed):
-                    job.count("ciphertexts_summed", step.n_ciphertexts)
+                    job.count("ciphertexts_summed", step.aggregate_size)
             self._bump()
-            return UploadAck(duplicate, job.step.phase.value if job.step else "")
+            return UploadAck(duplicate)
 
     def download(self, caller: Caller, kind: DownloadKind, job_id: str, step_index: int,
                  from_index: int) -> bytes:
@@ -241,10 +235,10 @@ class Coordinator:
             if step_index not in job.aggregates:
                 raise ReplayError(f"the aggregate of step {step_index} is no longer kept")
             return job.aggregates[step_index]
-        step = self._current_step(job, step_index, name)
+        step = job.current_step(step_index, name)
         if kind is DownloadKind.AGGREGATE:
             return step.aggregate_payload()
-        return step.shards_payload()
+        return convert.shards_to_bytes(step.shares())
 
     # ----- operator handlers ----------------------------------------------------------------
 
@@ -278,7 +272,7 @@ class Coordinator:
                     raise ConfigError(f"unknown job {job_id!r}")
                 remaining = deadline - self._clock()
                 if self._version != known_version or remaining <= 0:
-                    return self._job_status(job)
+                    return job.status(self._version, self._attached(), self._wall())
                 self._cond.wait(min(remaining, 1.0))
 
     def cancel(self, caller: Caller, job_id: str, reason: str = "") -> JobStatus:
@@ -299,7 +293,7 @@ class Coordinator:
             ))
             self._schedule()
             self._bump()
-            return self._job_status(job)
+            return job.status(self._version, self._attached(), self._wall())
 
     # ----- internals ------------------------------------------------------------------------
 
@@ -329,7 +323,7 @@ class Coordinator:
             return
         job.state = JobState.RUNNING
         job.started_at = job.started_at or self._wall()
-        job.step = StepState(len(job.committed), job.banks, self.public_key)
+        job.step = job.new_step(self.backend, self.fingerprint)
         self._save(job, required=False)  # a failing disk fails the job at its first commit
         log.info("job %s running with banks %s", job.job_id, ", ".join(job.banks))
         self._bump()
@@ -345,18 +339,7 @@ class Coordinator:
         job = self._active()
         if job is None:
             return
-        now = self._clock()
-        if job.state is JobState.RUNNING:
-            late = [b for b in job.banks
-                    if now - self._last_seen.get(b, now) > job.bank_timeout]
-            where = f"at step {len(job.committed)}"
-        elif job.state is JobState.WAITING and (job.started_at or job.committed):
-            # Banks not seen since this aggregator started count from its start.
-            late = [b for b in job.banks
-                    if now - self._last_seen.get(b, self._born) > job.bank_timeout]
-            where = f"while the resumed job waited for them at step {len(job.committed)}"
-        else:
-            return
+        late, where = job.late_banks(self._clock(), self._last_seen, self._born)
         if late:
             self._fail(job, JobFailedError(
                 f"bank(s) {', '.join(late)} absent for more than {job.bank_timeout:.0f} s "
@@ -371,27 +354,6 @@ class Coordinator:
             raise AuthenticationError(f"bank {bank!r} is not part of job {job_id}")
         return job
 
-    def _current_step(self, job: Job, step_index: int, bank: str) -> StepState:
-        if job.state is JobState.FAILED:
-            raise JobFailedError(f"job {job.job_id} failed: {job.message}")
-        if job.state is JobState.DONE:
-            raise ReplayError(f"job {job.job_id} is already finished")
-        if job.state is not JobState.RUNNING or job.step is None:
-            # Retryable: the job resumes once every bank is attached again.
-            raise PeerUnavailableError(f"job {job.job_id} is not running yet (waiting for banks)")
-        current = job.step.index
-        if step_index < current:
-            raise ReplayError(
-                f"replay rejected: step {step_index} of {job.job_id} is already committed "
-                f"(bank {bank})"
-            )
-        if step_index > current:
-            raise ProtocolError(
-                f"step {step_index} of {job.job_id} not reached yet (current {current}, "
-                f"bank {bank})"
-            )
-        return job.step
-
     def _advance(self, job: Job, step: StepState) -> None:
         """All banks delivered the phase's item: move on, commit, or finish.
 
@@ -405,39 +367,17 @@ class Coordinator:
         except FedtabError as exc:
             self._fail(job, exc)
             raise
-        if isinstance(outcome, CommittedStep):
-            aggregate = step.aggregate_payload()
-            try:
-                if self._store is not None:
-                    self._store.save_aggregate(job.job_id, outcome.index, aggregate,
-                                               REPLAY_WINDOW)
-                    self._store.save_step(job.job_id, outcome)
-            except (OSError, CheckpointError) as exc:
-                self._fail(job, _write_error(job, f"step {outcome.index}", exc))
-                return
-            job.committed.append(outcome)
-            job.aggregates[outcome.index] = aggregate
-            job.aggregates.pop(outcome.index - REPLAY_WINDOW, None)
-            log.info("job %s committed step %d (%s)", job.job_id, outcome.index,
-                     outcome.request.step_id)
-            job.step = StepState(len(job.committed), job.banks, self.public_key)
-        elif isinstance(outcome, dict):
-            message = f"finished after {len(job.committed)} steps"
-            try:
-                if self._store is not None:
-                    self._store.save_artifacts(job.job_id, outcome)
-                    self._store.save_record(job.job_id, {
-                        **job.record(), "state": JobState.DONE.value, "message": message,
-                    })
-            except (OSError, CheckpointError) as exc:
-                self._fail(job, _write_error(job, "the artifacts", exc))
-                return
-            job.artifacts = outcome
-            job.state = JobState.DONE
-            job.aggregates.clear()
-            job.message = message
-            job.step = None
-            log.info("job %s done: %s", job.job_id, ", ".join(sorted(outcome)))
+        try:
+            if isinstance(outcome, CommittedStep):
+                job.apply_commit(self._store, outcome, step.aggregate_payload())
+                log.info("job %s committed step %d (%s)", job.job_id, outcome.index,
+                         outcome.request.step_id)
+                job.step = job.new_step(self.backend, self.fingerprint)
+            elif isinstance(outcome, dict):
+                job.apply_finish(self._store, outcome)
+                log.info("job %s done: %s", job.job_id, ", ".join(sorted(outcome)))
+        except CheckpointError as exc:
+            self._fail(job, exc)
 
     def _fail(self, job: Job, exc: FedtabError) -> None:
         if job.state in (JobState.DONE, JobState.FAILED):
@@ -459,63 +399,14 @@ class Coordinator:
         try:
             self._store.save_record(job.job_id, job.record())
         except OSError as exc:
-            error = _write_error(job, "its record", exc)
+            error = write_error(job, "its record", exc)
             if required:
                 raise error from exc
             log.error("%s", error.one_line())
 
-    def _step_status(self, job: Job, bank: str) -> StepStatus:
-        step = job.step
-        if step is None or job.state is not JobState.RUNNING:
-            return StepStatus(job.job_id, job.state.value, len(job.committed), "",
-                              message=job.message)
-        return step.status(job.job_id, bank)
-
-    def _job_status(self, job: Job) -> JobStatus:
-        step = job.step
-        current = step.request if step is not None else None
-        if job.state is JobState.DONE and job.committed:
-            current = job.committed[-1].request
-        waiting: tuple[str, ...] = ()
-        if job.state is JobState.WAITING:
-            waiting = tuple(b for b in job.banks if b not in self._attached())
-        elif step is not None:
-            waiting = step.waiting_for()
-        elapsed = self._wall() - job.started_at if job.started_at else 0.0
-        return JobStatus(
-            job_id=job.job_id,
-            state=job.state.value,
-            step_index=len(job.committed),
-            step_id=current.step_id if current else "",
-            description=current.description if current else "",
-            phase=step.phase.value if step is not None else "",
-            elapsed_seconds=elapsed,
-            message=job.message,
-            waiting_for=waiting,
-            banks=job.banks,
-            version=self._version,
-            traffic=dict(job.traffic),
-        )
-
     def _resume(self, store: JobStore) -> None:
         for stored in store.load_all():
-            try:
-                job = Job.from_stored(stored)
-            except (KeyError, TypeError, ValueError, FedtabError) as exc:
-                what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-                raise CheckpointError(
-                    f"checkpoint of {stored.folder} unreadable: {what}"
-                ) from exc
-            if job.state in (JobState.RUNNING, JobState.WAITING):
-                # The uncommitted step restarts; banks resend idempotently.
-                job.state = JobState.QUEUED
+            job = Job.resume(stored)
+            if job.state is JobState.QUEUED and (job.started_at or job.committed):
                 log.info("resuming job %s at step %d", job.job_id, len(job.committed))
             self._jobs[job.job_id] = job
-
-
-def _write_error(job: Job, what: str, exc: Exception) -> CheckpointError:
-    """A one-line CheckpointError for a failed checkpoint write (no local paths: banks see it)."""
-    if isinstance(exc, CheckpointError):
-        return exc
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return CheckpointError(f"cannot write the checkpoint of job {job.job_id} ({what}): {reason}")

@@ -1,12 +1,14 @@
 """The bank agent: stays attached to the aggregator and drives its trainers' step machines.
 
 For each step ``k`` of a job the agent follows the aggregator's phase of that step (polled with
-a server-side wait, no busy loop): *contribute* (encrypt ``trainer.contribution`` and upload),
-*decrypt* (decrypt this bank's shard of the aggregate and upload it sealed), *propose* (unseal
-all shards, decode, upload ``trainer.propose``), then fetch the committed proposal and
-``trainer.commit`` it. Finished trainers upload their ``result()``. Uploads are cached per step
-and resent unchanged, so a resend after a timeout or an aggregator restart is harmless. A bank
-that (re)joins a running job replays the committed proposals on a fresh trainer first.
+a server-side wait, no busy loop): *contribute* (turn ``trainer.contribution`` into a
+contribution and upload it), *decrypt* (upload this bank's share of the aggregate), *propose*
+(combine all shares into the aggregate, upload ``trainer.propose``), then fetch the committed
+proposal and ``trainer.commit`` it. The cryptography is the secure-sum backend's bank side
+(:mod:`fedtab.securesum`). Finished trainers upload their ``result()``. Uploads are cached per
+step and resent unchanged, so a resend after a timeout or an aggregator restart is harmless. A
+bank that (re)joins a running job restores a fresh trainer from the committed steps first (the
+replay contract, :func:`fedtab.protocol.steps.restore`).
 
 Threat model: the agent holds this bank's table, the consortium private key and the shard key;
 it sends the aggregator only ciphertexts, sealed shards, proposals and results.
@@ -19,12 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from bank_node.client import BankClient
 from bank_node.policy import BankPolicy, PolicyRefusal
-from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
 from fedtab.consortium import BankBundle
-from fedtab.crypto import Encryptor, encrypted_vector_from_bytes
-from fedtab.crypto.decryptor import Decryptor
 from fedtab.data.contract import LocalTable
 from fedtab.errors import (
     ConfigError,
@@ -32,31 +33,30 @@ from fedtab.errors import (
     JobFailedError,
     PeerUnavailableError,
     PrivacyError,
-    ProtocolError,
     ReplayError,
 )
 from fedtab.jobs import JobSpec, create_trainer
-from fedtab.protocol.steps import (
-    BankTrainer,
-    JobContext,
-    SumRequest,
-    canonical_json,
-    proposal_digest,
-)
-from fedtab.transport import convert
-from fedtab.transport.messages import (
-    CommittedStep,
-    DownloadKind,
-    JobAssignment,
-    JobState,
+from fedtab.protocol.exchange import (
     PayloadKind,
     Phase,
     StepStatus,
     Tag,
     Upload,
     request_digest,
+    sum_context,
 )
-from fedtab.transport.options import LONG_POLL_SECONDS, REPLAY_WINDOW
+from fedtab.protocol.steps import (
+    BankTrainer,
+    JobContext,
+    SumRequest,
+    canonical_json,
+    restore,
+)
+from fedtab.securesum.base import SumContext
+from fedtab.securesum.shared_key_bank import SharedKeyBank
+from fedtab.transport import convert
+from fedtab.transport.messages import DownloadKind, JobAssignment, JobState
+from fedtab.transport.options import LONG_POLL_SECONDS
 
 log = logging.getLogger("fedtab.bank")
 MAX_REJECTIONS = 5
@@ -97,16 +97,15 @@ class BankAgent:
         self._stop = threading.Event()
         self.client = BankClient(bundle.tls, self.address, self.name,
                                  should_stop=self._stop.is_set, give_up_after=give_up_after)
-        self._encryptor = Encryptor(self.public_key, workers=workers)
-        self._decryptor = Decryptor(bundle.private_key, workers=workers)
-        self._shard_key: bytes = bundle.shard_key
+        # The secure sum's bank side: holds the private key and the shard key.
+        self.secure_sum = SharedKeyBank.open(self.name, bundle.private_key, bundle.shard_key,
+                                             workers=workers)
 
     # ----- life cycle -------------------------------------------------------------------------
 
     def close(self) -> None:
         self._stop.set()
-        self._encryptor.close()
-        self._decryptor.close()
+        self.secure_sum.close()
         self.client.close()
 
     def stop(self) -> None:
@@ -214,6 +213,7 @@ class _JobRun:
         self.cache: dict[tuple[int, PayloadKind], Upload] = {}
         self.rejections = 0
         self.proposed: set[int] = set()
+        self.aggregates: dict[int, bytes] = {}  # this step's aggregate, as downloaded here
 
     def run(self) -> str:
         agent = self.agent
@@ -254,52 +254,42 @@ class _JobRun:
         return "stopped"
 
     def catch_up(self) -> None:
-        """Fetch and replay the steps committed since ``self.index``.
+        """Fetch the steps committed since ``self.index`` and restore the trainer with them.
 
-        Steps this process did not propose itself and that are among the last
-        ``REPLAY_WINDOW`` go through ``propose`` with the re-decrypted aggregate first (so
-        trainer caches such as GBDT parent histograms are rebuilt); the proposal must equal the
-        committed one.
+        The replay contract (:func:`fedtab.protocol.steps.restore`): steps of the trailing
+        segment that this process did not propose itself go through ``propose`` with their
+        aggregate, decrypted here, and must give the committed proposal; every step is then
+        committed. Raises ProtocolError when this bank's trainer cannot follow the job (a step
+        it does not expect, a re-derived proposal that differs, an aggregate no longer kept).
         """
         payload = self.client.download(DownloadKind.COMMITTED, self.job.job_id,
                                        from_index=self.index)
         steps = convert.committed_from_bytes(payload)
-        last = steps[-1].index if steps else -1
+        if not steps:
+            return
+        requests = {step.index: step.request for step in steps}
+        restore(
+            self.trainer,
+            [(step.request, step.proposal) for step in steps],
+            lambda index: self.replay_aggregate(index, requests[index]),
+            first_index=self.index,
+            skip_propose=lambda index: index in self.proposed,
+        )
         for step in steps:
-            mine = self.trainer.next_request()
-            if mine is None or request_digest(mine) != request_digest(step.request):
-                raise JobFailedError(
-                    f"committed step {step.index} ({step.request.step_id}) is not what this "
-                    f"bank's trainer expects ({mine.step_id if mine else 'finished'})"
-                )
-            if step.index not in self.proposed and step.index > last - REPLAY_WINDOW:
-                self.replay_propose(step)
-            self.trainer.commit(step.request, step.proposal)
-            self.index = step.index + 1
             self.agent._progress(
                 f"{self.agent.name}: step {step.index} committed: {step.request.step_id}"
             )
+        self.index = steps[-1].index + 1
 
-    def replay_propose(self, step: CommittedStep) -> None:
-        """Re-derive a committed step's proposal from its aggregate (decrypted here in full)."""
-        data = self.client.download(DownloadKind.AGGREGATE, self.job.job_id, step.index)
-        vector = encrypted_vector_from_bytes(data, self.agent.public_key)
-        aggregate = self.agent._decryptor.decrypt(vector)
-        try:
-            proposal = self.trainer.propose(step.request, aggregate)
-        except ProtocolError as exc:
-            # The window can start inside an earlier tree (or another dependency segment)
-            # whose first steps it no longer holds; those steps need commit() only. A step the
-            # live job depends on always re-proposes, as the window spans a whole segment.
-            self.agent._progress(
-                f"{self.agent.name}: step {step.index} replayed by commit only ({exc})"
-            )
-            return
-        if proposal_digest(proposal) != proposal_digest(step.proposal):
-            raise JobFailedError(
-                f"replaying step {step.index} ({step.request.step_id}) gives another proposal "
-                "than the committed one"
-            )
+    def replay_aggregate(self, index: int, request: SumRequest) -> np.ndarray:
+        """A committed step's aggregate, downloaded again and decrypted by this bank alone."""
+        data = self.client.download(DownloadKind.AGGREGATE, self.job.job_id, index)
+        return self.agent.secure_sum.open_aggregate(self.context(request, index), data)
+
+    def context(self, request: SumRequest, index: int | None = None) -> SumContext:
+        """The secure-sum backend's view of step ``index`` (default: the current step)."""
+        return sum_context(self.job.job_id, self.index if index is None else index, request,
+                           self.banks, self.agent.public_key.fingerprint)
 
     def tag(self, request: SumRequest | None) -> Tag:
         return Tag(
@@ -323,37 +313,39 @@ class _JobRun:
         if phase == Phase.CONTRIBUTE.value and not status.have_contribution:
             self.send(PayloadKind.CONTRIBUTION, lambda: Upload(
                 PayloadKind.CONTRIBUTION, self.tag(request),
-                encrypt_contribution(self.agent._encryptor, request,
-                                     self.trainer.contribution(request)),
+                self.agent.secure_sum.contribute(self.context(request),
+                                                 self.trainer.contribution(request)),
                 request=request))
         elif phase == Phase.DECRYPT.value and not status.have_shard:
             self.send(PayloadKind.SHARD, lambda: self.make_shard(request))
         elif phase == Phase.PROPOSE.value and not status.have_proposal:
-            self.send(PayloadKind.PROPOSAL, lambda: self.make_proposal(request, status))
+            self.send(PayloadKind.PROPOSAL, lambda: self.make_proposal(request))
         elif phase == Phase.FINISH.value:
             # The others are finished and this bank is not: the aggregator fails the job.
             self.send(PayloadKind.CONTRIBUTION, lambda: Upload(
                 PayloadKind.CONTRIBUTION, self.tag(request), b"", request=request))
 
-    def make_shard(self, request: SumRequest) -> Upload:
-        agent = self.agent
-        tag = self.tag(request)
-        aggregate = self.client.download(DownloadKind.AGGREGATE, self.job.job_id, self.index)
-        start, stop, sealed = decrypt_shard(agent._decryptor, agent.public_key,
-                                            agent._shard_key, tag, self.banks, aggregate,
-                                            request)
-        return Upload(PayloadKind.SHARD, tag, sealed, shard_start=start, shard_stop=stop)
+    def aggregate(self) -> bytes:
+        """The current step's aggregate as this bank downloaded it (once per step: the shares
+        it combines must be made from the same aggregate)."""
+        data = self.aggregates.get(self.index)
+        if data is None:
+            data = self.client.download(DownloadKind.AGGREGATE, self.job.job_id, self.index)
+            self.aggregates = {self.index: data}
+        return data
 
-    def make_proposal(self, request: SumRequest, status: StepStatus) -> Upload:
-        agent = self.agent
-        tag = self.tag(request)
+    def make_shard(self, request: SumRequest) -> Upload:
+        share = self.agent.secure_sum.decrypt_share(self.context(request), self.aggregate())
+        return Upload(PayloadKind.SHARD, self.tag(request), share.sealed,
+                      shard_start=share.start, shard_stop=share.stop)
+
+    def make_proposal(self, request: SumRequest) -> Upload:
         payload = self.client.download(DownloadKind.SHARDS, self.job.job_id, self.index)
-        aggregate = open_shards(agent.public_key, agent._shard_key, tag, self.banks,
-                                convert.shards_from_bytes(payload), request,
-                                status.n_ciphertexts)
+        aggregate = self.agent.secure_sum.combine(
+            self.context(request), self.aggregate(), convert.shards_from_bytes(payload))
         proposal = self.trainer.propose(request, aggregate)
         self.proposed.add(self.index)
-        return Upload(PayloadKind.PROPOSAL, tag, canonical_json(proposal))
+        return Upload(PayloadKind.PROPOSAL, self.tag(request), canonical_json(proposal))
 
     def refused(self, exc: FedtabError) -> None:
         """Count a refused action; give up on the job after repeated refusals."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from fedtab.errors import PeerUnavailableError
+from fedtab.protocol.exchange import StepStatus, Upload
 from fedtab.transport import convert
 from fedtab.transport.client import aggregator_stub, call_with_retry, open_channel
 from fedtab.transport.generated import fedtab_pb2 as pb
@@ -17,8 +18,6 @@ from fedtab.transport.messages import (
     DownloadKind,
     JobAssignment,
     Registration,
-    StepStatus,
-    Upload,
     UploadAck,
 )
 from fedtab.transport.options import LONG_POLL_SECONDS, RPC_TIMEOUT_SECONDS
@@ -59,14 +58,13 @@ class BankClient:
         return convert.registration_from_proto(reply)
 
     def next_task(self, wait: float = LONG_POLL_SECONDS) -> JobAssignment | None:
-        request = pb.NextTaskRequest(bank=self.bank, wait_seconds=wait)
+        request = pb.NextTaskRequest(wait_seconds=wait)
         reply = self._call(lambda: self._stub.NextTask(request, timeout=wait + 30))
         return convert.assignment_from_proto(reply)
 
     def poll_step(self, job_id: str, step_index: int, wait: float = LONG_POLL_SECONDS
                   ) -> StepStatus:
-        request = pb.PollStepRequest(bank=self.bank, job_id=job_id, step_index=step_index,
-                                     wait_seconds=wait)
+        request = pb.PollStepRequest(job_id=job_id, step_index=step_index, wait_seconds=wait)
         reply = self._call(lambda: self._stub.PollStep(request, timeout=wait + 30))
         return convert.step_status_from_proto(reply)
 

@@ -26,21 +26,25 @@ import pytest
 from harness import BANKS, InProcessConsortium, local_reference, make_frames, new_consortium
 from harness import write_tables as write_bank_tables
 
-from bank_node.shares import encrypt_contribution
 from fedtab.consortium import load_bank_bundle, load_operator_bundle
 from fedtab.crypto import EncodingSpec, Encryptor
 from fedtab.crypto.keys import PrivateKey
-from fedtab.crypto.wire import HEADER_SIZE, TRAILER_SIZE
+from fedtab.crypto.wire import HEADER_SIZE, TRAILER_SIZE, encrypted_vector_to_bytes
 from fedtab.jobs import JobSpec, create_trainer
+from fedtab.protocol.exchange import PayloadKind, Tag, Upload, request_digest
 from fedtab.protocol.steps import JobContext, SumRequest
 from fedtab.transport import convert, tls
 from fedtab.transport.client import aggregator_stub, open_channel
 from fedtab.transport.generated import fedtab_pb2 as pb
-from fedtab.transport.messages import PayloadKind, Tag, Upload, request_digest
 
 GBDT = {"n_estimators": 2, "max_depth": 2, "max_bin": 8, "learning_rate": 0.3}
 SPEC = JobSpec(kind="gbdt", params=GBDT, seed=4)
 Code = grpc.StatusCode
+
+
+def encrypt_contribution(encryptor: Encryptor, request: SumRequest, values: np.ndarray) -> bytes:
+    """A bank's encrypted contribution bytes, as the shared-key backend makes them."""
+    return encrypted_vector_to_bytes(encryptor.encrypt(np.asarray(values, float), request.encoding))
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +257,7 @@ def test_abuse_is_refused_and_the_honest_job_completes(world: dict[str, Any],
                      lambda: upload(bank_c, contribution(good, step=7)))
         evil.refused("unknown job", Code.FAILED_PRECONDITION, "unknown job 'job-9999-abcdef'",
                      lambda: bank_c.PollStep(pb.PollStepRequest(
-                         bank="bank_c", job_id="job-9999-abcdef"), timeout=5))
+                         job_id="job-9999-abcdef"), timeout=5))
 
         evil.refused("committed steps from a negative index", Code.FAILED_PRECONDITION,
                      "from_index must be >= 0", lambda: list(bank_c.Download(pb.DownloadRequest(
@@ -319,8 +323,8 @@ def test_a_refused_upload_does_not_fix_the_step_request(small_private_key: Priva
 
     from fedtab.crypto.decryptor import Decryptor
     from fedtab.errors import WireFormatError
+    from fedtab.securesum.sealing import generate_shard_key
     from fedtab.transport.messages import Caller
-    from fedtab.transport.sealing import generate_shard_key
 
     shard_key = generate_shard_key()
     banks = {b: Bank(b, Encryptor(small_private_key.public), Decryptor(small_private_key),

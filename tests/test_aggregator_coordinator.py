@@ -16,7 +16,6 @@ import pytest
 
 from aggregator.checkpoint import JobStore
 from aggregator.coordinator import Coordinator
-from bank_node.shares import decrypt_shard, encrypt_contribution, open_shards
 from fedtab.crypto import EncodingSpec, Encryptor
 from fedtab.crypto.decryptor import Decryptor
 from fedtab.crypto.keys import PrivateKey
@@ -31,26 +30,30 @@ from fedtab.errors import (
     ReplayError,
 )
 from fedtab.jobs import JobSpec
-from fedtab.protocol.steps import SumRequest, canonical_json
-from fedtab.transport import convert
-from fedtab.transport.messages import (
-    Caller,
+from fedtab.protocol.exchange import (
     CommittedStep,
-    DownloadKind,
     PayloadKind,
     Tag,
     Upload,
     request_digest,
+    sum_context,
 )
-from fedtab.transport.sealing import generate_shard_key
+from fedtab.protocol.steps import SumRequest, canonical_json
+from fedtab.securesum.base import SumContext
+from fedtab.securesum.sealing import generate_shard_key
+from fedtab.securesum.shared_key_bank import SharedKeyBank
+from fedtab.transport import convert
+from fedtab.transport.messages import Caller, DownloadKind
 
 BANKS = ("bank_a", "bank_b", "bank_c")
 SPEC = EncodingSpec(frac_bits=20, clip=1000.0, max_summands=8)
 OPERATOR = Caller("operator", "operator")
 
 
-def request_for(k: int) -> SumRequest:
-    return SumRequest(step_id=f"step/{k}", length=5, encoding=SPEC, description=f"{k + 1}/2")
+def request_for(k: int, segment: str = "sum") -> SumRequest:
+    """Step ``k``'s request; its steps form one segment (their aggregates are kept)."""
+    return SumRequest(step_id=f"step/{k}", length=5, encoding=SPEC, description=f"{k + 1}/2",
+                      segment=segment)
 
 
 class FakeClock:
@@ -71,6 +74,12 @@ class Bank:
     @property
     def caller(self) -> Caller:
         return Caller(self.name, "bank")
+
+    @property
+    def side(self) -> SharedKeyBank:
+        """This bank's side of the secure-sum backend."""
+        return SharedKeyBank(self.name, self.encryptor.public_key, self.encryptor,
+                             self.decryptor, self.shard_key)
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +110,22 @@ def tag(job_id: str, k: int, bank: str, request: SumRequest | None, fp: str) -> 
     return Tag(job_id, k, request.step_id if request else "", bank, fp, request_digest(request))
 
 
+def context(coord: Coordinator, job_id: str, k: int, request: SumRequest) -> SumContext:
+    return sum_context(job_id, k, request, coord.banks, coord.fingerprint)
+
+
+def encrypt_contribution(coord: Coordinator, bank: Bank, job_id: str, k: int,
+                         request: SumRequest, values: np.ndarray) -> bytes:
+    return bank.side.contribute(context(coord, job_id, k, request), values)
+
+
 def vector(bank: str, k: int) -> np.ndarray:
     return np.arange(5, dtype=float) * (BANKS.index(bank) + 1) + k
 
 
 def contribution(coord: Coordinator, bank: Bank, job_id: str, k: int) -> Upload:
     request = request_for(k)
-    payload = encrypt_contribution(bank.encryptor, request, vector(bank.name, k))
+    payload = encrypt_contribution(coord, bank, job_id, k, request, vector(bank.name, k))
     return Upload(PayloadKind.CONTRIBUTION, tag(job_id, k, bank.name, request, coord.fingerprint),
                   payload, request=request)
 
@@ -120,13 +138,14 @@ def run_step(coord: Coordinator, banks: dict[str, Bank], job_id: str, k: int,
     for bank in banks.values():
         if bank.name not in contributed:
             coord.upload(bank.caller, contribution(coord, bank, job_id, k))
-    aggregate = coord.download(banks["bank_a"].caller, DownloadKind.AGGREGATE, job_id, k, 0)
+    ctx = context(coord, job_id, k, request)
+    aggregates = {}
     for bank in banks.values():
         t = tag(job_id, k, bank.name, request, coord.fingerprint)
-        start, stop, sealed = decrypt_shard(bank.decryptor, coord.public_key, bank.shard_key, t,
-                                            BANKS, aggregate, request)
-        coord.upload(bank.caller, Upload(PayloadKind.SHARD, t, sealed, shard_start=start,
-                                         shard_stop=stop))
+        aggregates[bank.name] = coord.download(bank.caller, DownloadKind.AGGREGATE, job_id, k, 0)
+        share = bank.side.decrypt_share(ctx, aggregates[bank.name])
+        coord.upload(bank.caller, Upload(PayloadKind.SHARD, t, share.sealed,
+                                         shard_start=share.start, shard_stop=share.stop))
     status = coord.poll_step(banks["bank_a"].caller, job_id, k, 0)
     assert status.phase == "propose"
     sums = []
@@ -134,8 +153,7 @@ def run_step(coord: Coordinator, banks: dict[str, Bank], job_id: str, k: int,
         t = tag(job_id, k, bank.name, request, coord.fingerprint)
         shards = convert.shards_from_bytes(
             coord.download(bank.caller, DownloadKind.SHARDS, job_id, k, 0))
-        total = open_shards(coord.public_key, bank.shard_key, t, BANKS, shards, request,
-                            status.n_ciphertexts)
+        total = bank.side.combine(ctx, aggregates[bank.name], shards)
         sums.append(total)
         proposal = {"sum": [round(float(x), 6) for x in total]}
         if bank.name == tamper:
@@ -239,7 +257,7 @@ def test_disagreeing_requests_fail_the_job(small_private_key, banks) -> None:
     coord.upload(banks["bank_a"].caller, contribution(coord, banks["bank_a"], job_id, 0))
     odd = SumRequest("step/other", 5, SPEC)
     upload = Upload(PayloadKind.CONTRIBUTION, tag(job_id, 0, "bank_b", odd, coord.fingerprint),
-                    encrypt_contribution(banks["bank_b"].encryptor, odd, np.zeros(5)),
+                    encrypt_contribution(coord, banks["bank_b"], job_id, 0, odd, np.zeros(5)),
                     request=odd)
     with pytest.raises(ProtocolError, match="disagree"):
         coord.upload(banks["bank_b"].caller, upload)
@@ -357,9 +375,9 @@ class FailingStore(JobStore):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"steps/{step.index:06d}")
         super().save_step(job_id, step)
 
-    def save_aggregate(self, job_id: str, index: int, aggregate: bytes, keep: int) -> None:
+    def save_aggregate(self, job_id: str, index: int, aggregate: bytes) -> None:
         self._check("aggregate")
-        super().save_aggregate(job_id, index, aggregate, keep)
+        super().save_aggregate(job_id, index, aggregate)
 
     def save_record(self, job_id: str, record: dict[str, Any]) -> None:
         self._check("record")

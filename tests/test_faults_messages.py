@@ -21,7 +21,8 @@ from harness import InProcessConsortium, local_reference, make_frames, new_conso
 
 from fedtab.errors import ReplayError
 from fedtab.jobs import JobSpec
-from fedtab.transport.messages import Upload, UploadAck
+from fedtab.protocol.exchange import Upload
+from fedtab.transport.messages import UploadAck
 
 GBDT = {"n_estimators": 3, "max_depth": 3, "max_bin": 16, "learning_rate": 0.3}
 

@@ -30,15 +30,9 @@ from aggregator.checkpoint import JobStore
 from aggregator.coordinator import Coordinator
 from bank_node.agent import BankAgent, _JobRun
 from fedtab.errors import JobFailedError
+from fedtab.protocol.exchange import StepStatus, Upload
 from fedtab.protocol.steps import JobContext, SumRequest
-from fedtab.transport.messages import (
-    Caller,
-    DownloadKind,
-    JobAssignment,
-    StepStatus,
-    Upload,
-    UploadAck,
-)
+from fedtab.transport.messages import Caller, DownloadKind, JobAssignment, UploadAck
 
 MAX_POLLS = 200
 
@@ -98,7 +92,7 @@ def test_bank_ahead_of_a_rolled_back_aggregator_fails_the_job(small_private_key,
     agent = SimpleNamespace(name=bank.name, client=client, public_key=small_private_key.public,
                             poll_seconds=5.0, _stop=threading.Event(),
                             _progress=lambda line: None)
-    assignment = JobAssignment(job_id, {}, BANKS, 1, 60.0)
+    assignment = JobAssignment(job_id, {}, BANKS)
     run = _JobRun(agent, assignment, JobContext(job_id, bank.name, BANKS),  # type: ignore[arg-type]
                   FollowingTrainer(1))  # type: ignore[arg-type]
     run.index = 1  # this bank's trainer has committed step 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fedtab.errors import KeyMaterialError, ProtocolError
-from fedtab.transport.sealing import generate_shard_key, seal, unseal
+from fedtab.securesum.sealing import generate_shard_key, seal, unseal
 
 AAD = b"job=j1|round=3|step=hist|shard=0|bank=bank-a|key=abcd"
 

@@ -12,10 +12,10 @@ import pytest
 from harness import REPO, InProcessConsortium, make_frames, new_consortium, write_tables
 
 from fedtab.errors import WireFormatError
+from fedtab.protocol.exchange import PayloadKind, Tag, Upload
 from fedtab.transport import convert
 from fedtab.transport.client import aggregator_stub, open_channel
 from fedtab.transport.generated import fedtab_pb2 as pb
-from fedtab.transport.messages import PayloadKind, Tag, Upload
 
 
 def test_generated_code_matches_the_schemas() -> None:
@@ -88,7 +88,7 @@ def test_identity_rules_over_mtls(two_consortia: dict) -> None:
         channel.close()
         # The operator may not act as a bank; a bank may not submit jobs.
         channel, operator = stub(ours / "operator")
-        code = call_code(lambda: operator.NextTask(pb.NextTaskRequest(bank="bank_a"), timeout=5))
+        code = call_code(lambda: operator.NextTask(pb.NextTaskRequest(), timeout=5))
         assert code is grpc.StatusCode.PERMISSION_DENIED
         channel.close()
         channel, bank_a = stub(ours / "banks" / "bank_a")
@@ -110,8 +110,8 @@ def test_identity_rules_over_mtls(two_consortia: dict) -> None:
             job_id = client.submit(JobSpec(kind="profile"))
             assert client.wait(job_id, timeout=60).state == "done"
         # A replayed contribution for a finished job is rejected as a replay.
+        from fedtab.protocol.exchange import request_digest
         from fedtab.protocol.steps import SumRequest
-        from fedtab.transport.messages import request_digest
 
         request = SumRequest.from_dict({"step_id": "moments", "length": 1, "encoding": {
             "frac_bits": 1, "clip": 1.0, "max_summands": 3}})

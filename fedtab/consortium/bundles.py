@@ -39,7 +39,7 @@ from fedtab.crypto.keys import (
 )
 from fedtab.data.contract import DataContract
 from fedtab.errors import ConfigError, DataContractError, KeyMaterialError
-from fedtab.transport.sealing import SHARD_KEY_BYTES
+from fedtab.securesum.sealing import SHARD_KEY_BYTES
 from fedtab.transport.tls import (
     Role,
     TlsIdentity,

@@ -40,7 +40,7 @@ from fedtab.consortium.layout import (
 from fedtab.crypto.keys import generate_keypair, save_private_key, save_public_key
 from fedtab.data.contract import DataContract
 from fedtab.errors import ConfigError
-from fedtab.transport.sealing import generate_shard_key
+from fedtab.securesum.sealing import generate_shard_key
 from fedtab.transport.tls import Role, certificate_fingerprint, create_ca, issue_certificate
 
 

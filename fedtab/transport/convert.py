@@ -14,21 +14,23 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from fedtab.errors import WireFormatError
-from fedtab.protocol.steps import SumRequest, canonical_json
-from fedtab.transport import chunks
-from fedtab.transport.generated import fedtab_pb2 as pb
-from fedtab.transport.messages import (
+from fedtab.protocol.exchange import (
     CommittedStep,
-    JobAssignment,
-    JobStatus,
     PayloadKind,
-    Registration,
-    SealedShard,
     StepStatus,
     Tag,
     Upload,
-    UploadAck,
     sha256_hex,
+)
+from fedtab.protocol.steps import SumRequest, canonical_json
+from fedtab.securesum.base import Share
+from fedtab.transport import chunks
+from fedtab.transport.generated import fedtab_pb2 as pb
+from fedtab.transport.messages import (
+    JobAssignment,
+    JobStatus,
+    Registration,
+    UploadAck,
 )
 from fedtab.transport.options import CHUNK_BYTES, MAX_PAYLOAD_BYTES
 
@@ -127,11 +129,11 @@ def upload_from_proto(stream: Iterable[pb.UploadChunk]) -> Upload:
 
 
 def ack_to_proto(ack: UploadAck) -> pb.UploadAck:
-    return pb.UploadAck(duplicate=ack.duplicate, phase=ack.phase)
+    return pb.UploadAck(duplicate=ack.duplicate)
 
 
 def ack_from_proto(msg: pb.UploadAck) -> UploadAck:
-    return UploadAck(duplicate=msg.duplicate, phase=msg.phase)
+    return UploadAck(duplicate=msg.duplicate)
 
 
 def payload_to_chunks(payload: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.DataChunk]:
@@ -163,7 +165,7 @@ def _parse(message: Any, data: bytes, what: str) -> Any:
     return message
 
 
-def shards_to_bytes(shards: Sequence[SealedShard]) -> bytes:
+def shards_to_bytes(shards: Sequence[Share]) -> bytes:
     msg = pb.ShardSet(
         shards=[pb.SealedShard(bank=s.bank, start=s.start, stop=s.stop, sealed=s.sealed)
                 for s in shards]
@@ -171,9 +173,9 @@ def shards_to_bytes(shards: Sequence[SealedShard]) -> bytes:
     return msg.SerializeToString()
 
 
-def shards_from_bytes(data: bytes) -> list[SealedShard]:
+def shards_from_bytes(data: bytes) -> list[Share]:
     msg = _parse(pb.ShardSet(), data, "shard set")
-    return [SealedShard(s.bank, int(s.start), int(s.stop), s.sealed) for s in msg.shards]
+    return [Share(s.bank, int(s.start), int(s.stop), s.sealed) for s in msg.shards]
 
 
 def committed_to_bytes(steps: Sequence[CommittedStep]) -> bytes:
@@ -230,8 +232,6 @@ def assignment_to_proto(job: JobAssignment | None) -> pb.NextTaskReply:
             job_id=job.job_id,
             spec_json=canonical_json(job.spec).decode(),
             banks=list(job.banks),
-            committed_steps=job.committed_steps,
-            bank_timeout=job.bank_timeout,
         ),
     )
 
@@ -244,8 +244,6 @@ def assignment_from_proto(msg: pb.NextTaskReply) -> JobAssignment | None:
         job_id=job.job_id,
         spec=_json_loads(job.spec_json, "job spec"),
         banks=tuple(job.banks),
-        committed_steps=int(job.committed_steps),
-        bank_timeout=float(job.bank_timeout),
     )
 
 
@@ -260,7 +258,6 @@ def step_status_to_proto(status: StepStatus) -> pb.StepStatus:
         have_proposal=status.have_proposal,
         have_result=status.have_result,
         message=status.message,
-        n_ciphertexts=status.n_ciphertexts,
     )
 
 
@@ -275,7 +272,6 @@ def step_status_from_proto(msg: pb.StepStatus) -> StepStatus:
         have_proposal=msg.have_proposal,
         have_result=msg.have_result,
         message=msg.message,
-        n_ciphertexts=int(msg.n_ciphertexts),
     )
 
 

@@ -28,7 +28,3 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
     ("grpc.so_reuseport", 0),
 ]
-# A bank that rejoins mid-job replays the last REPLAY_WINDOW committed steps through propose()
-# with their re-decrypted aggregates (trainers such as GBDT cache a tree's parent histograms
-# there); older steps are replayed with commit() only. The aggregator keeps those aggregates.
-REPLAY_WINDOW = 32

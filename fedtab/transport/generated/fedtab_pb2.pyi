@@ -79,12 +79,10 @@ class UploadChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadAck(_message.Message):
-    __slots__ = ("duplicate", "phase")
+    __slots__ = ("duplicate",)
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
-    PHASE_FIELD_NUMBER: _ClassVar[int]
     duplicate: bool
-    phase: str
-    def __init__(self, duplicate: _Optional[bool] = ..., phase: _Optional[str] = ...) -> None: ...
+    def __init__(self, duplicate: _Optional[bool] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("kind", "job_id", "step_index", "from_index")
@@ -173,26 +171,20 @@ class RegisterReply(_message.Message):
     def __init__(self, consortium_id: _Optional[str] = ..., banks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NextTaskRequest(_message.Message):
-    __slots__ = ("bank", "wait_seconds")
-    BANK_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("wait_seconds",)
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    bank: str
     wait_seconds: float
-    def __init__(self, bank: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, wait_seconds: _Optional[float] = ...) -> None: ...
 
 class JobAssignment(_message.Message):
-    __slots__ = ("job_id", "spec_json", "banks", "committed_steps", "bank_timeout")
+    __slots__ = ("job_id", "spec_json", "banks")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     BANKS_FIELD_NUMBER: _ClassVar[int]
-    COMMITTED_STEPS_FIELD_NUMBER: _ClassVar[int]
-    BANK_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     spec_json: str
     banks: _containers.RepeatedScalarFieldContainer[str]
-    committed_steps: int
-    bank_timeout: float
-    def __init__(self, job_id: _Optional[str] = ..., spec_json: _Optional[str] = ..., banks: _Optional[_Iterable[str]] = ..., committed_steps: _Optional[int] = ..., bank_timeout: _Optional[float] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., spec_json: _Optional[str] = ..., banks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NextTaskReply(_message.Message):
     __slots__ = ("has_job", "job")
@@ -203,19 +195,17 @@ class NextTaskReply(_message.Message):
     def __init__(self, has_job: _Optional[bool] = ..., job: _Optional[_Union[JobAssignment, _Mapping]] = ...) -> None: ...
 
 class PollStepRequest(_message.Message):
-    __slots__ = ("bank", "job_id", "step_index", "wait_seconds")
-    BANK_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("job_id", "step_index", "wait_seconds")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    bank: str
     job_id: str
     step_index: int
     wait_seconds: float
-    def __init__(self, bank: _Optional[str] = ..., job_id: _Optional[str] = ..., step_index: _Optional[int] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., step_index: _Optional[int] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class StepStatus(_message.Message):
-    __slots__ = ("job_id", "job_state", "step_index", "phase", "have_contribution", "have_shard", "have_proposal", "have_result", "message", "n_ciphertexts")
+    __slots__ = ("job_id", "job_state", "step_index", "phase", "have_contribution", "have_shard", "have_proposal", "have_result", "message")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_STATE_FIELD_NUMBER: _ClassVar[int]
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -225,7 +215,6 @@ class StepStatus(_message.Message):
     HAVE_PROPOSAL_FIELD_NUMBER: _ClassVar[int]
     HAVE_RESULT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    N_CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_state: str
     step_index: int
@@ -235,8 +224,7 @@ class StepStatus(_message.Message):
     have_proposal: bool
     have_result: bool
     message: str
-    n_ciphertexts: int
-    def __init__(self, job_id: _Optional[str] = ..., job_state: _Optional[str] = ..., step_index: _Optional[int] = ..., phase: _Optional[str] = ..., have_contribution: _Optional[bool] = ..., have_shard: _Optional[bool] = ..., have_proposal: _Optional[bool] = ..., have_result: _Optional[bool] = ..., message: _Optional[str] = ..., n_ciphertexts: _Optional[int] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., job_state: _Optional[str] = ..., step_index: _Optional[int] = ..., phase: _Optional[str] = ..., have_contribution: _Optional[bool] = ..., have_shard: _Optional[bool] = ..., have_proposal: _Optional[bool] = ..., have_result: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec_json",)

@@ -36,42 +36,42 @@ class AggregatorStub:
             channel: A grpc.Channel.
         """
         self.Register = channel.unary_unary(
-                '/fedtab.v1.Aggregator/Register',
+                '/fedtab.v2.Aggregator/Register',
                 request_serializer=fedtab__pb2.RegisterRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.RegisterReply.FromString,
                 _registered_method=True)
         self.NextTask = channel.unary_unary(
-                '/fedtab.v1.Aggregator/NextTask',
+                '/fedtab.v2.Aggregator/NextTask',
                 request_serializer=fedtab__pb2.NextTaskRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.NextTaskReply.FromString,
                 _registered_method=True)
         self.PollStep = channel.unary_unary(
-                '/fedtab.v1.Aggregator/PollStep',
+                '/fedtab.v2.Aggregator/PollStep',
                 request_serializer=fedtab__pb2.PollStepRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.StepStatus.FromString,
                 _registered_method=True)
         self.Upload = channel.stream_unary(
-                '/fedtab.v1.Aggregator/Upload',
+                '/fedtab.v2.Aggregator/Upload',
                 request_serializer=fedtab__pb2.UploadChunk.SerializeToString,
                 response_deserializer=fedtab__pb2.UploadAck.FromString,
                 _registered_method=True)
         self.Download = channel.unary_stream(
-                '/fedtab.v1.Aggregator/Download',
+                '/fedtab.v2.Aggregator/Download',
                 request_serializer=fedtab__pb2.DownloadRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.DataChunk.FromString,
                 _registered_method=True)
         self.SubmitJob = channel.unary_unary(
-                '/fedtab.v1.Aggregator/SubmitJob',
+                '/fedtab.v2.Aggregator/SubmitJob',
                 request_serializer=fedtab__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.SubmitJobReply.FromString,
                 _registered_method=True)
         self.GetJobStatus = channel.unary_unary(
-                '/fedtab.v1.Aggregator/GetJobStatus',
+                '/fedtab.v2.Aggregator/GetJobStatus',
                 request_serializer=fedtab__pb2.JobStatusRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.JobStatusReply.FromString,
                 _registered_method=True)
         self.CancelJob = channel.unary_unary(
-                '/fedtab.v1.Aggregator/CancelJob',
+                '/fedtab.v2.Aggregator/CancelJob',
                 request_serializer=fedtab__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.JobStatusReply.FromString,
                 _registered_method=True)
@@ -176,9 +176,9 @@ def add_AggregatorServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'fedtab.v1.Aggregator', rpc_method_handlers)
+            'fedtab.v2.Aggregator', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('fedtab.v1.Aggregator', rpc_method_handlers)
+    server.add_registered_method_handlers('fedtab.v2.Aggregator', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -199,7 +199,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v1.Aggregator/Register',
+            '/fedtab.v2.Aggregator/Register',
             fedtab__pb2.RegisterRequest.SerializeToString,
             fedtab__pb2.RegisterReply.FromString,
             options,
@@ -226,7 +226,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v1.Aggregator/NextTask',
+            '/fedtab.v2.Aggregator/NextTask',
             fedtab__pb2.NextTaskRequest.SerializeToString,
             fedtab__pb2.NextTaskReply.FromString,
             options,
@@ -253,7 +253,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v1.Aggregator/PollStep',
+            '/fedtab.v2.Aggregator/PollStep',
             fedtab__pb2.PollStepRequest.SerializeToString,
             fedtab__pb2.StepStatus.FromString,
             options,
@@ -280,7 +280,7 @@ class Aggregator:
         return grpc.experimental.stream_unary(
             request_iterator,
             target,
-            '/fedtab.v1.Aggregator/Upload',
+            '/fedtab.v2.Aggregator/Upload',
             fedtab__pb2.UploadChunk.SerializeToString,
             fedtab__pb2.UploadAck.FromString,
             options,
@@ -307,7 +307,7 @@ class Aggregator:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/fedtab.v1.Aggregator/Download',
+            '/fedtab.v2.Aggregator/Download',
             fedtab__pb2.DownloadRequest.SerializeToString,
             fedtab__pb2.DataChunk.FromString,
             options,
@@ -334,7 +334,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v1.Aggregator/SubmitJob',
+            '/fedtab.v2.Aggregator/SubmitJob',
             fedtab__pb2.SubmitJobRequest.SerializeToString,
             fedtab__pb2.SubmitJobReply.FromString,
             options,
@@ -361,7 +361,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v1.Aggregator/GetJobStatus',
+            '/fedtab.v2.Aggregator/GetJobStatus',
             fedtab__pb2.JobStatusRequest.SerializeToString,
             fedtab__pb2.JobStatusReply.FromString,
             options,
@@ -388,7 +388,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v1.Aggregator/CancelJob',
+            '/fedtab.v2.Aggregator/CancelJob',
             fedtab__pb2.CancelJobRequest.SerializeToString,
             fedtab__pb2.JobStatusReply.FromString,
             options,

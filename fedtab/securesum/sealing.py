@@ -7,13 +7,14 @@ the plaintext aggregates it may never see) nor alter, swap or replay them undete
 shard is sealed with AES-256-GCM under the consortium's symmetric *shard key*, which every bank
 holds and the aggregator never does (it is written only into bank bundles).
 
-The associated data (AAD) binds a sealed shard to its context — the caller passes the job,
-the step's index and id, the sending bank, the shard's range of ciphertexts and the key
-fingerprint (``shard_aad``) — so a shard sealed for one step, bank or range cannot be replayed
-into another. Nonces are 12 random bytes from the OS per message (safe far
-beyond the number of shards a consortium will ever seal under one key: the birthday bound is
-~2^48 messages). Out of scope: a malicious bank (all banks hold the same key and could forge
-shards of others); that needs per-bank signatures or threshold decryption, which come later.
+The associated data (AAD) binds a sealed shard to its context — the caller passes
+``fedtab.securesum.shards.shard_aad``: job, step index and id, request digest, sending bank,
+ciphertext range, key fingerprint and the digest of the aggregate it decrypts — so a shard
+sealed for one step or aggregate cannot be replayed into another. Nonces are 12 random bytes
+from the OS per message (safe far beyond the number of shards a consortium will ever seal under
+one key: the birthday bound is ~2^48 messages). Out of scope: a malicious bank (all banks hold
+the same key and could forge shards of others); that needs per-bank signatures or threshold
+decryption, which come later.
 """
 
 from __future__ import annotations

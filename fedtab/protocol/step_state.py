@@ -1,46 +1,43 @@
 """The aggregator's state of one uncommitted step: who delivered what, and the phase rules.
 
-Phases: ``contribute`` (encrypted vectors, summed homomorphically when all are in) ->
-``decrypt`` (each bank uploads its sealed shard of the aggregate's plaintexts) -> ``propose``
-(each bank uploads its proposal; committed when all digests agree). A step whose banks report
-they are finished (no request) is in ``finish`` and collects the banks' results instead.
+Phases: ``contribute`` (contributions, validated and added by the secure-sum backend when all
+are in) -> ``decrypt`` (each bank uploads its share of the aggregate, checked by the backend)
+-> ``propose`` (each bank uploads its proposal; committed when all digests agree). A step whose
+banks report they are finished (no request) is in ``finish`` and collects the banks' results.
 
-Threat model: sees ciphertexts, sealed shards it cannot open, proposals and results — all of
-which the aggregator may see. Holds the public key only.
+This is the one copy of the step coordination: the aggregator's coordinator (jobs, identity,
+timeouts, checkpoints) and the in-process runner (:mod:`fedtab.protocol.inmemory`) both drive
+it. Threat model: sees contributions (ciphertexts), shares it cannot open, proposals and
+results — all of which the aggregator may see. Holds no key: the backend's aggregator side
+holds the public key only.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from fedtab.crypto import (
-    EncryptedVector,
-    PublicKey,
-    add_encrypted,
-    encrypted_vector_from_bytes,
-    encrypted_vector_to_bytes,
-)
 from fedtab.errors import (
-    CiphertextError,
     FedtabError,
     ProposalMismatchError,
     ProtocolError,
     WireFormatError,
 )
-from fedtab.protocol.steps import SumRequest, proposal_digest
-from fedtab.transport import convert
-from fedtab.transport.messages import (
+from fedtab.protocol.exchange import (
     CommittedStep,
     PayloadKind,
     Phase,
-    SealedShard,
     StepStatus,
     Upload,
     artifacts_digest,
     request_digest,
-    shard_range,
+    sum_context,
 )
+from fedtab.protocol.steps import SumRequest, proposal_digest
+from fedtab.securesum.base import Aggregate, AggregatorSide, Share, SumContext
+
+ArtifactsDecoder = Callable[[bytes], dict[str, bytes]]
 
 _PHASE_OF = {
     PayloadKind.CONTRIBUTION: Phase.CONTRIBUTE,
@@ -58,19 +55,35 @@ def _fatal(exc: FedtabError) -> FedtabError:
 
 
 class StepState:
-    """Deliveries of step ``index`` of a job over ``banks`` (sorted)."""
+    """Deliveries of step ``index`` of job ``job_id`` over ``banks`` (sorted).
 
-    def __init__(self, index: int, banks: tuple[str, ...], public_key: PublicKey) -> None:
+    ``backend`` is the secure sum's aggregator side, ``fingerprint`` the consortium key's;
+    ``decode_artifacts`` turns a RESULT payload into the artifacts it carries.
+    """
+
+    def __init__(self, job_id: str, index: int, banks: tuple[str, ...],
+                 backend: AggregatorSide, fingerprint: str,
+                 decode_artifacts: ArtifactsDecoder) -> None:
+        self.job_id = job_id
         self.index = index
         self.banks = banks
-        self.public_key = public_key
-        self.fingerprint = public_key.fingerprint
+        self.backend = backend
+        self.fingerprint = fingerprint
+        self._decode_artifacts = decode_artifacts
         self.phase = Phase.CONTRIBUTE
         self.request: SumRequest | None = None
         self.request_digest: str | None = None  # "" once banks said they are finished
         self.received: dict[Phase, dict[str, tuple[str, Any]]] = {p: {} for p in _ORDER}
-        self.aggregate: bytes | None = None
-        self.n_ciphertexts = 0
+        self.aggregate: Aggregate | None = None
+
+    def context(self, request: SumRequest) -> SumContext:
+        """The secure-sum backend's view of this step for ``request``."""
+        return sum_context(self.job_id, self.index, request, self.banks, self.fingerprint)
+
+    @property
+    def aggregate_size(self) -> int:
+        """The aggregate's size in the backend's units (ciphertexts); 0 before it exists."""
+        return self.aggregate.size if self.aggregate is not None else 0
 
     # ----- validation outside the lock -------------------------------------------------------
 
@@ -88,9 +101,7 @@ class StepState:
             request = upload.request
             if request is None or request.step_id != tag.step_id:
                 raise ProtocolError("tag step_id does not match the request")
-            vector = encrypted_vector_from_bytes(upload.payload, self.public_key)
-            _check_vector(vector, request, self.fingerprint)
-            return vector
+            return self.backend.validate(self.context(request), upload.payload)
         if upload.kind is PayloadKind.PROPOSAL:
             try:
                 proposal = json.loads(upload.payload.decode("utf-8"))
@@ -100,8 +111,8 @@ class StepState:
                 raise WireFormatError("a proposal must be a JSON object")
             return proposal
         if upload.kind is PayloadKind.RESULT:
-            return convert.artifacts_from_bytes(upload.payload)
-        return SealedShard(upload.tag.bank, upload.shard_start, upload.shard_stop, upload.payload)
+            return self._decode_artifacts(upload.payload)
+        return Share(upload.tag.bank, upload.shard_start, upload.shard_stop, upload.payload)
 
     # ----- state changes under the coordinator's lock ------------------------------------------
 
@@ -130,12 +141,9 @@ class StepState:
                 f"phase {self.phase.value}"
             )
         if upload.kind is PayloadKind.SHARD:
-            expected = shard_range(self.n_ciphertexts, self.banks, bank)
-            if (upload.shard_start, upload.shard_stop) != expected:
-                raise ProtocolError(
-                    f"bank {bank} sent shard {upload.shard_start}-{upload.shard_stop}, its "
-                    f"range is {expected[0]}-{expected[1]}"
-                )
+            if self.aggregate is None or self.request is None:
+                raise ProtocolError("internal: decrypt phase without an aggregate")
+            self.backend.check_share(self.context(self.request), self.aggregate, prepared)
         self.received[target][bank] = (digest, prepared)
         return False, len(self.received[target]) == len(self.banks)
 
@@ -167,12 +175,10 @@ class StepState:
         Raises ProposalMismatchError (job-fatal) when proposals or results disagree.
         """
         if self.phase is Phase.CONTRIBUTE:
-            vectors: list[EncryptedVector] = [
-                self.received[Phase.CONTRIBUTE][b][1] for b in self.banks
-            ]
-            total = add_encrypted(vectors, self.public_key)
-            self.aggregate = encrypted_vector_to_bytes(total)
-            self.n_ciphertexts = len(total.ciphertexts)
+            if self.request is None:
+                raise ProtocolError("internal: contribute phase without a request")
+            contributions = [self.received[Phase.CONTRIBUTE][b][1] for b in self.banks]
+            self.aggregate = self.backend.add(self.context(self.request), contributions)
             self.phase = Phase.DECRYPT
             return None
         if self.phase is Phase.DECRYPT:
@@ -199,16 +205,17 @@ class StepState:
     # ----- read-only views ----------------------------------------------------------------------
 
     def aggregate_payload(self) -> bytes:
+        """The aggregate's bytes, as every bank downloads them."""
         if self.aggregate is None:
             raise ProtocolError(f"step {self.index}: the aggregate is not ready yet")
-        return self.aggregate
+        return self.aggregate.data
 
-    def shards_payload(self) -> bytes:
-        if self.phase is not Phase.PROPOSE:
+    def shares(self) -> list[Share]:
+        """Every bank's share, as the backend relays them, once all are in."""
+        if self.phase is not Phase.PROPOSE or self.request is None:
             raise ProtocolError(f"step {self.index}: shards are not all in yet")
-        shards = sorted((v[1] for v in self.received[Phase.DECRYPT].values()),
-                        key=lambda s: s.start)
-        return convert.shards_to_bytes(shards)
+        held = {bank: value[1] for bank, value in self.received[Phase.DECRYPT].items()}
+        return self.backend.relay(self.context(self.request), held)
 
     def status(self, job_id: str, bank: str) -> StepStatus:
         return StepStatus(
@@ -220,7 +227,6 @@ class StepState:
             have_shard=bank in self.received[Phase.DECRYPT],
             have_proposal=bank in self.received[Phase.PROPOSE],
             have_result=bank in self.received[Phase.FINISH],
-            n_ciphertexts=self.n_ciphertexts,
         )
 
     def waiting_for(self) -> tuple[str, ...]:
@@ -233,19 +239,6 @@ def _digest(upload: Upload, prepared: Any) -> str:
     if upload.kind is PayloadKind.RESULT:
         return artifacts_digest(prepared)
     return upload.content_digest
-
-
-def _check_vector(vector: EncryptedVector, request: SumRequest, fingerprint: str) -> None:
-    if vector.fingerprint != fingerprint:
-        raise CiphertextError("contribution is encrypted under another key")
-    if vector.spec != request.encoding:
-        raise CiphertextError("contribution uses another encoding than the step request")
-    if vector.length != request.length:
-        raise CiphertextError(
-            f"contribution has {vector.length} values, the request says {request.length}"
-        )
-    if vector.summands != 1:
-        raise CiphertextError("a bank's contribution must be a single summand")
 
 
 def status_done_my_part(status: StepStatus) -> bool:
