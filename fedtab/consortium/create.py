@@ -37,7 +37,7 @@ from fedtab.consortium.layout import (
     TLS_CERT_FILE,
     TLS_KEY_FILE,
 )
-from fedtab.crypto.keys import generate_keypair, save_private_key, save_public_key
+from fedtab.crypto.keys import PrivateKey, generate_keypair, save_private_key, save_public_key
 from fedtab.data.contract import DataContract
 from fedtab.errors import ConfigError
 from fedtab.securesum.sealing import generate_shard_key
@@ -122,31 +122,7 @@ def init_consortium(
     staging = directory.parent / f".{directory.name}.init-{secrets.token_hex(4)}"
     staging.mkdir(mode=0o755)
     try:
-        _write_json(staging / CONSORTIUM_FILE, config.to_dict())
-        (staging / "ca").mkdir(mode=0o700)
-        _write(staging / "ca" / CA_CERT_FILE, ca_cert, 0o644)
-        _write(staging / "ca" / CA_KEY_FILE, ca_key, 0o600)
-
-        def issue(name: str, role: Role, hosts: Sequence[str] = ()) -> tuple[bytes, bytes]:
-            return issue_certificate(ca_cert, ca_key, name, role, hosts=hosts)
-
-        aggregator = staging / "aggregator"
-        _write_party(
-            aggregator, config, contract, ca_cert, issue(AGGREGATOR_NAME, "aggregator", [agg_host])
-        )
-        save_public_key(private.public, aggregator / PUBLIC_KEY_FILE)
-        _write_party(
-            staging / "operator", config, contract, ca_cert, issue(OPERATOR_NAME, "operator")
-        )
-        (staging / "banks").mkdir(mode=0o755)
-        for name in names:
-            bank = staging / "banks" / name
-            _write_party(bank, config, contract, ca_cert, issue(name, "bank"))
-            save_public_key(private.public, bank / PUBLIC_KEY_FILE)
-            save_private_key(private, bank / PRIVATE_KEY_FILE)
-            shard = {"kind": SHARD_KEY_KIND, "version": 1, "consortium_id": consortium_id}
-            _write_json(bank / SHARD_KEY_FILE, {**shard, "key": shard_key.hex()}, 0o600)
-            _write_json(bank / BANK_FILE, {"name": name})
+        _write_bundles(staging, config, contract, (ca_cert, ca_key), private, shard_key, agg_host)
         if directory.exists():
             directory.rmdir()
         staging.rename(directory)
@@ -161,3 +137,44 @@ def init_consortium(
         operator=directory / "operator",
         banks={name: directory / "banks" / name for name in names},
     )
+
+
+def _write_bundles(
+    staging: Path,
+    config: ConsortiumConfig,
+    contract: DataContract,
+    ca: tuple[bytes, bytes],
+    private: PrivateKey,
+    shard_key: bytes,
+    agg_host: str,
+) -> None:
+    """Write the CA, the aggregator's, the operator's and every bank's bundle into ``staging``.
+
+    Threat model: this is the one moment one process holds every party's key material (the
+    Paillier private key, the shard key, the CA key); only bank folders receive the private key
+    and shard key, the aggregator's folder only the public key.
+    """
+    ca_cert, ca_key = ca
+    _write_json(staging / CONSORTIUM_FILE, config.to_dict())
+    (staging / "ca").mkdir(mode=0o700)
+    _write(staging / "ca" / CA_CERT_FILE, ca_cert, 0o644)
+    _write(staging / "ca" / CA_KEY_FILE, ca_key, 0o600)
+
+    def issue(name: str, role: Role, hosts: Sequence[str] = ()) -> tuple[bytes, bytes]:
+        return issue_certificate(ca_cert, ca_key, name, role, hosts=hosts)
+
+    aggregator = staging / "aggregator"
+    _write_party(
+        aggregator, config, contract, ca_cert, issue(AGGREGATOR_NAME, "aggregator", [agg_host])
+    )
+    save_public_key(private.public, aggregator / PUBLIC_KEY_FILE)
+    _write_party(staging / "operator", config, contract, ca_cert, issue(OPERATOR_NAME, "operator"))
+    (staging / "banks").mkdir(mode=0o755)
+    for name in config.banks:
+        bank = staging / "banks" / name
+        _write_party(bank, config, contract, ca_cert, issue(name, "bank"))
+        save_public_key(private.public, bank / PUBLIC_KEY_FILE)
+        save_private_key(private, bank / PRIVATE_KEY_FILE)
+        shard = {"kind": SHARD_KEY_KIND, "version": 1, "consortium_id": config.consortium_id}
+        _write_json(bank / SHARD_KEY_FILE, {**shard, "key": shard_key.hex()}, 0o600)
+        _write_json(bank / BANK_FILE, {"name": name})

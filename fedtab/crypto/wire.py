@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any
 
 from fedtab.crypto.ciphertexts import EncryptedVector, num_ciphertexts, validate_ciphertexts
 from fedtab.crypto.encoding import EncodingSpec, plaintext_layout, slot_bits
@@ -103,26 +104,36 @@ def encrypted_vector_from_bytes(data: bytes, public_key: PublicKey) -> Encrypted
     Raises :class:`WireFormatError` for truncated, oversized or malformed bytes and
     :class:`CiphertextError` for another key's vector or an invalid ciphertext.
     """
-    data = bytes(data)
+    data = _checked_frame(bytes(data))
+    header = _HEADER.unpack_from(data)
+    spec, length, summands, count, width = _checked_header(header, public_key)
+    if len(data) != HEADER_SIZE + count * width:
+        raise WireFormatError(
+            f"vector body is {len(data) - HEADER_SIZE} bytes, header declares {count * width}"
+        )
+    ciphertexts = tuple(
+        int.from_bytes(data[off : off + width], "big")
+        for off in range(HEADER_SIZE, len(data), width)
+    )
+    validate_ciphertexts(ciphertexts, public_key)
+    return EncryptedVector(
+        fingerprint=public_key.fingerprint,
+        spec=spec,
+        length=length,
+        summands=summands,
+        ciphertexts=ciphertexts,
+        key_bits=public_key.bits,
+    )
+
+
+def _checked_frame(data: bytes) -> bytes:
+    """Header and body of a vector whose size, magic, version and checksum are right."""
     if len(data) < HEADER_SIZE + TRAILER_SIZE:
         raise WireFormatError(
             f"truncated vector: {len(data)} bytes, header and checksum need "
             f"{HEADER_SIZE + TRAILER_SIZE}"
         )
-    (
-        magic,
-        version,
-        fingerprint,
-        frac_bits,
-        clip,
-        max_summands,
-        length,
-        summands,
-        slots_bits,
-        per,
-        count,
-        width,
-    ) = _HEADER.unpack_from(data)
+    magic, version = _HEADER.unpack_from(data)[:2]
     if magic != MAGIC:
         raise WireFormatError("not a fedtab ciphertext vector (bad magic)")
     if version != VERSION:
@@ -131,6 +142,15 @@ def encrypted_vector_from_bytes(data: bytes, public_key: PublicKey) -> Encrypted
     data = data[:-TRAILER_SIZE]
     if zlib.crc32(data) != crc:
         raise WireFormatError("checksum mismatch: the vector is truncated or corrupt")
+    return data
+
+
+def _checked_header(
+    header: tuple[Any, ...], public_key: PublicKey
+) -> tuple[EncodingSpec, int, int, int, int]:
+    """``(spec, length, summands, count, width)`` of a header consistent with ``public_key``."""
+    (_, _, fingerprint, frac_bits, clip, max_summands, length, summands, slots_bits, per,
+     count, width) = header
     if fingerprint.hex() != public_key.fingerprint:
         raise CiphertextError(
             f"vector was encrypted under key {fingerprint.hex()[:16]}..., "
@@ -155,20 +175,4 @@ def encrypted_vector_from_bytes(data: bytes, public_key: PublicKey) -> Encrypted
         or not 1 <= summands <= max_summands
     ):
         raise WireFormatError("inconsistent header (slot layout, count or summands)")
-    if len(data) != HEADER_SIZE + count * width:
-        raise WireFormatError(
-            f"vector body is {len(data) - HEADER_SIZE} bytes, header declares {count * width}"
-        )
-    ciphertexts = tuple(
-        int.from_bytes(data[off : off + width], "big")
-        for off in range(HEADER_SIZE, len(data), width)
-    )
-    validate_ciphertexts(ciphertexts, public_key)
-    return EncryptedVector(
-        fingerprint=public_key.fingerprint,
-        spec=spec,
-        length=length,
-        summands=summands,
-        ciphertexts=ciphertexts,
-        key_bits=public_key.bits,
-    )
+    return spec, length, summands, count, width

@@ -26,7 +26,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 import grpc
 from cryptography import x509
@@ -203,6 +203,24 @@ def issue_certificate(
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     key = _new_key()
+    builder = _party_builder(ca_cert, ca_key, key, common_name, role, start, valid_days)
+    sans = _subject_alt_names(hosts, role)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM), _key_to_pem(key)
+
+
+def _party_builder(
+    ca_cert: x509.Certificate,
+    ca_key: Any,
+    key: Any,
+    common_name: str,
+    role: Role,
+    start: datetime,
+    valid_days: int,
+) -> x509.CertificateBuilder:
+    """A party certificate's subject, validity, key usages and key identifiers (unsigned)."""
     public = key.public_key()
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if role == "aggregator":
@@ -214,7 +232,7 @@ def issue_certificate(
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedtab consortium"),
         ]
     )
-    builder = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca_cert.subject)
@@ -244,11 +262,6 @@ def issue_certificate(
             critical=False,
         )
     )
-    sans = _subject_alt_names(hosts, role)
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return cert.public_bytes(serialization.Encoding.PEM), _key_to_pem(key)
 
 
 def certificate_fingerprint(cert_pem: bytes) -> str:
