@@ -20,6 +20,7 @@ from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
 from fedtab.errors import ConfigError, PrivacyError, ProposalMismatchError, ProtocolError
 from fedtab.gbdt.central import train_central
 from fedtab.gbdt.model import GBDTModel
+from fedtab.gbdt.predict import contract_frame
 from fedtab.gbdt.trainer import GBDTTrainer
 from fedtab.protocol.local_runner import JobOutcome, run_encrypted, run_plaintext
 from fedtab.protocol.steps import JobContext, JsonDict, SumRequest
@@ -207,7 +208,9 @@ def test_continued_training_with_stock_xgboost(
     path = tmp_path / "model.json"
     path.write_bytes(outcome.artifacts["model.json"])
     local = make_table(600, seed=5)
-    dtrain = xgb.DMatrix(local.X, local.y, feature_names=local.feature_names)
+    # categorical features are XGBoost categorical: train on category columns (contract order)
+    frame = contract_frame(local.X, local.contract)
+    dtrain = xgb.DMatrix(frame, local.y, enable_categorical=True)
     params = {"objective": "binary:logistic", "tree_method": "hist", "nthread": 1}
     before = xgb.Booster(model_file=str(path))
     after = xgb.train(params, dtrain, num_boost_round=3, xgb_model=str(path))
