@@ -6,6 +6,7 @@ the bank's mTLS certificate. No key material passes through here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -21,9 +22,12 @@ from fedtab.transport.messages import (
     UploadAck,
 )
 from fedtab.transport.options import LONG_POLL_SECONDS, RPC_TIMEOUT_SECONDS
+from fedtab.transport.outage import OutageReporter
 from fedtab.transport.tls import TlsIdentity
 
 T = TypeVar("T")
+log = logging.getLogger("fedtab.bank")
+OUTAGE_LOG_EVERY = 60.0  # seconds between "still unreachable" lines during one outage
 
 
 class BankClient:
@@ -32,21 +36,30 @@ class BankClient:
     def __init__(self, identity: TlsIdentity, address: str, bank: str,
                  should_stop: Callable[[], bool] = lambda: False,
                  give_up_after: float | None = None) -> None:
-        """``give_up_after``: seconds an unreachable aggregator is retried (None: forever)."""
+        """``give_up_after``: seconds an unreachable aggregator is retried (None: forever).
+
+        An outage is logged once when it starts (with a short reason), then every
+        ``OUTAGE_LOG_EVERY`` s, and once when the aggregator answers again.
+        """
         self.address = address
         self.bank = bank
         self.give_up_after = give_up_after
         self._channel = open_channel(identity, address)
         self._stub = aggregator_stub(self._channel)
         self._should_stop = should_stop
+        self._outage = OutageReporter(address, log.warning, give_up_after=give_up_after,
+                                      every=OUTAGE_LOG_EVERY)
 
     def close(self) -> None:
         self._channel.close()
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
-            return call_with_retry(fn, self.address, should_stop=self._should_stop,
+            return call_with_retry(self._outage.watch(fn), self.address,
+                                   should_stop=self._should_stop,
                                    give_up_after=self.give_up_after)
+        except PeerUnavailableError as exc:
+            raise self._outage.gave_up(exc) from None
         except ValueError as exc:  # grpc: "Cannot invoke RPC on closed channel" after stop()
             if self._should_stop():
                 raise PeerUnavailableError(f"{self.bank}: stopped ({exc})") from None

@@ -59,6 +59,6 @@ def call_with_retry(
             waited = time.monotonic() - started
             if should_stop() or (give_up_after is not None and waited >= give_up_after):
                 raise error from None
-            log.info("%s; retrying in %.1f s", error.one_line(), delay)
+            log.debug("%s; retrying in %.1f s", error.one_line(), delay)
             sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -6,9 +6,10 @@ progress and the finished artifacts (the model), never ciphertexts' plaintexts o
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from fedtab.errors import JobFailedError, PeerUnavailableError
 from fedtab.jobs import JobSpec
@@ -18,9 +19,12 @@ from fedtab.transport.client import aggregator_stub, call_with_retry, open_chann
 from fedtab.transport.generated import fedtab_pb2 as pb
 from fedtab.transport.messages import DownloadKind, JobState, JobStatus
 from fedtab.transport.options import LONG_POLL_SECONDS, RPC_TIMEOUT_SECONDS
+from fedtab.transport.outage import OutageReporter
 from fedtab.transport.tls import TlsIdentity
 
 ProgressCallback = Callable[[JobStatus], None]
+T = TypeVar("T")
+log = logging.getLogger("fedtab.operator")
 
 
 class _AddressBook(Protocol):
@@ -45,14 +49,23 @@ class OperatorCredentials(Protocol):
 
 
 class OperatorClient:
-    """Connection of the operator (``OperatorBundle``) to the aggregator at ``address``."""
+    """Connection of the operator (``OperatorBundle``) to the aggregator at ``address``.
+
+    An unreachable aggregator is retried for ``unavailable_grace`` seconds per call; ``notify``
+    (default: a warning on the ``fedtab.operator`` logger, which reaches stderr even where
+    logging is not configured) hears one line when it becomes unreachable, one a minute while
+    it stays so, and one when it answers again.
+    """
 
     def __init__(self, bundle: OperatorCredentials, address: str | None = None, *,
-                 unavailable_grace: float = 120.0) -> None:
+                 unavailable_grace: float = 120.0,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.address: str = address or bundle.config.aggregator_address
         self._channel = open_channel(bundle.tls, self.address)
         self._stub = aggregator_stub(self._channel)
         self.unavailable_grace = unavailable_grace
+        self._outage = OutageReporter(self.address, notify or log.warning,
+                                      give_up_after=unavailable_grace)
 
     def close(self) -> None:
         self._channel.close()
@@ -63,12 +76,20 @@ class OperatorClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _call(self, fn: Callable[[], T]) -> T:
+        """``fn`` retried while the aggregator is unreachable; raises PeerUnavailableError
+        (one line: address, short reason, time waited) after ``unavailable_grace`` s."""
+        try:
+            return call_with_retry(self._outage.watch(fn), self.address,
+                                   give_up_after=self.unavailable_grace)
+        except PeerUnavailableError as exc:
+            raise self._outage.gave_up(exc) from None
+
     def submit(self, spec: JobSpec) -> str:
         """Queue ``spec``; returns the job id. Raises PrivacyError for too few banks."""
         request = pb.SubmitJobRequest(spec_json=canonical_json(spec.to_dict()).decode())
-        reply = call_with_retry(
-            lambda: self._stub.SubmitJob(request, timeout=RPC_TIMEOUT_SECONDS),
-            self.address, give_up_after=self.unavailable_grace,
+        reply = self._call(
+            lambda: self._stub.SubmitJob(request, timeout=RPC_TIMEOUT_SECONDS)
         )
         return str(reply.job_id)
 
@@ -76,9 +97,8 @@ class OperatorClient:
         """The job's status, waiting up to ``wait`` s for a change after ``known_version``."""
         request = pb.JobStatusRequest(job_id=job_id, wait_seconds=wait,
                                       known_version=known_version)
-        reply = call_with_retry(
-            lambda: self._stub.GetJobStatus(request, timeout=wait + 30),
-            self.address, give_up_after=self.unavailable_grace,
+        reply = self._call(
+            lambda: self._stub.GetJobStatus(request, timeout=wait + 30)
         )
         return convert.job_status_from_proto(reply)
 
@@ -86,9 +106,8 @@ class OperatorClient:
         """Fail ``job_id`` now (queued, waiting or running); returns its status. Raises
         ConfigError for an unknown job and ProtocolError for a finished one."""
         request = pb.CancelJobRequest(job_id=job_id, reason=reason)
-        reply = call_with_retry(
-            lambda: self._stub.CancelJob(request, timeout=RPC_TIMEOUT_SECONDS),
-            self.address, give_up_after=self.unavailable_grace,
+        reply = self._call(
+            lambda: self._stub.CancelJob(request, timeout=RPC_TIMEOUT_SECONDS)
         )
         return convert.job_status_from_proto(reply)
 
@@ -129,5 +148,5 @@ class OperatorClient:
             )
 
         return convert.artifacts_from_bytes(
-            call_with_retry(fetch, self.address, give_up_after=self.unavailable_grace)
+            self._call(fetch)
         )
