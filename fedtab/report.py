@@ -1,9 +1,11 @@
 """Presenting holdout evaluations: a text table for the terminal and a self-contained HTML page.
 
 The HTML report (``report.html``) compares a model with an optional baseline: a metrics table
-and the ROC and precision-recall curves as PNG images embedded as base64 data URIs, so the one
-file can be mailed or archived. The PNGs are also written beside it. Plots use matplotlib's Agg
-canvas directly (no pyplot state, no display needed). Every file is written atomically.
+(with bootstrap intervals where the metrics dict carries ``intervals``, and notes such as a
+few-frauds warning or a paired difference) and the ROC and precision-recall curves as PNG
+images embedded as base64 data URIs, so the one file can be mailed or archived. The PNGs are
+also written beside it. Plots use matplotlib's Agg canvas directly (no pyplot state, no
+display needed). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from matplotlib.figure import Figure
 
 from fedtab.atomic import atomic_write_bytes, atomic_write_text
 from fedtab.errors import ConfigError
-from fedtab.metrics import curves
+from fedtab.metrics import INTERVAL_METRICS, curves
 
 # (key, label, format); "confusion" is rendered from confusion_at_best_f1.
 METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -68,13 +70,38 @@ def format_value(metrics: Mapping[str, Any], key: str, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def format_interval(metrics: Mapping[str, Any], key: str) -> str:
+    """``metrics['intervals'][key]`` as ``[low, high]`` text ("-" when absent)."""
+    bounds = (metrics.get("intervals") or {}).get(key)
+    return "-" if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
+def interval_label(columns: Sequence[Mapping[str, Any]]) -> str | None:
+    """The row label of intervals (e.g. ``"  95% interval"``), None if no column has any."""
+    for metrics in columns:
+        level = metrics.get("interval_confidence")
+        if metrics.get("intervals") and level is not None:
+            return f"  {level:.0%} interval"
+    return None
+
+
+def metric_rows(columns: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Label and per-column text of every table row, an interval row under metrics that have
+    one."""
+    label_of_intervals = interval_label(columns)
+    with_interval = {key for key, _ in INTERVAL_METRICS}
+    rows = []
+    for key, label, fmt in METRIC_ROWS:
+        rows.append([label, *[format_value(m, key, fmt) for m in columns]])
+        if label_of_intervals is not None and key in with_interval:
+            rows.append([label_of_intervals, *[format_interval(m, key) for m in columns]])
+    return rows
+
+
 def format_table(columns: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     """The metrics of one or more models side by side, as aligned plain text."""
     header = ["metric", *[name for name, _ in columns]]
-    rows = [
-        [label, *[format_value(m, key, fmt) for _, m in columns]]
-        for key, label, fmt in METRIC_ROWS
-    ]
+    rows = metric_rows([m for _, m in columns])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for i, row in enumerate([header, *rows]):
@@ -154,6 +181,7 @@ table { border-collapse: collapse; margin: 16px 0; }
 th, td { padding: 4px 12px; border-bottom: 1px solid #ddd; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead th { background: #f0f3f8; }
+ul.notes li { color: #8a4b00; }
 .plots { display: flex; flex-wrap: wrap; gap: 16px; }
 .plots figure { margin: 0; }
 .plots img { width: 560px; height: auto; border: 1px solid #ddd; }
@@ -161,17 +189,22 @@ thead th { background: #f0f3f8; }
 
 
 def render_html(
-    entries: Sequence[ReportEntry], data_source: str, roc: bytes, pr: bytes, title: str
+    entries: Sequence[ReportEntry], data_source: str, roc: bytes, pr: bytes, title: str,
+    notes: Sequence[str] = (),
 ) -> str:
-    """The report page: metadata, the metrics table and both plots embedded as data URIs."""
+    """The report page: metadata, the metrics table, ``notes`` (warnings, differences) and both
+    plots embedded as data URIs."""
     esc = html.escape
     head = "".join(f"<th>{esc(e.name)}</th>" for e in entries)
     body = "\n".join(
-        "<tr><td>" + esc(label) + "</td>"
-        + "".join(f"<td>{esc(format_value(e.metrics, key, fmt))}</td>" for e in entries)
+        "<tr><td>" + esc(row[0]) + "</td>" + "".join(f"<td>{esc(c)}</td>" for c in row[1:])
         + "</tr>"
-        for key, label, fmt in METRIC_ROWS
+        for row in metric_rows([e.metrics for e in entries])
     )
+    first = entries[0].metrics
+    counts = (f" &middot; {first.get('n_rows', '?')} rows, {first.get('n_positive', '?')} "
+              "frauds" if entries else "")
+    remarks = "".join(f"<li>{esc(note)}</li>" for note in notes)
     sources = "".join(
         f"<li><b>{esc(e.name)}</b>: {esc(e.kind)} model <code>{esc(e.source)}</code></li>"
         for e in entries
@@ -185,8 +218,9 @@ def render_html(
 </head>
 <body>
 <h1>{esc(title)}</h1>
-<p class="meta">Holdout <code>{esc(data_source)}</code></p>
+<p class="meta">Holdout <code>{esc(data_source)}</code>{counts}</p>
 <ul>{sources}</ul>
+<ul class="notes">{remarks}</ul>
 <table>
 <thead><tr><th>metric</th>{head}</tr></thead>
 <tbody>
@@ -207,8 +241,11 @@ def write_report(
     entries: Sequence[ReportEntry],
     data_source: str,
     title: str = "fedtab holdout evaluation",
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write ``roc.png``, ``pr.png`` and ``report.html`` into ``out_dir``; return the HTML path.
+
+    ``notes`` are one-line remarks shown above the table (e.g. few-frauds warnings).
 
     Raises:
         ConfigError: no entries, or ``out_dir`` cannot be written.
@@ -217,7 +254,7 @@ def write_report(
         raise ConfigError("nothing to report: no evaluated model")
     out_dir = Path(out_dir)
     roc, pr = roc_png(entries), pr_png(entries)
-    page = render_html(entries, data_source, roc, pr, title)
+    page = render_html(entries, data_source, roc, pr, title, notes)
     target = out_dir / "report.html"
     try:
         atomic_write_bytes(out_dir / "roc.png", roc)

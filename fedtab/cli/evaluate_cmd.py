@@ -15,18 +15,41 @@ import click
 
 from fedtab.cli.edge import reports_errors
 from fedtab.data.tables import read_table
+from fedtab.metrics import describe_difference, holdout_uncertainty, with_intervals
 from fedtab.report import ReportEntry, format_table, write_report
 from fedtab.scoring import Evaluation, evaluate_model, load_model
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
-def _summary(evaluation: Evaluation) -> dict[str, Any]:
+def _summary(evaluation: Evaluation, metrics: dict[str, Any]) -> dict[str, Any]:
     return {
-        **evaluation.metrics,
+        **metrics,
         "model": str(evaluation.model.path),
         "model_kind": evaluation.model.kind,
     }
+
+
+def _uncertainty(evaluations: list[tuple[str, Evaluation]]) -> dict[str, Any]:
+    """Bootstrap intervals of every model and, with a baseline, of model minus baseline."""
+    y = evaluations[0][1].y
+    pairs = [("model", "baseline")] if len(evaluations) > 1 else []
+    return holdout_uncertainty(
+        y, {name: e.scores for name, e in evaluations},
+        {name: e.metrics for name, e in evaluations}, pairs,
+    )
+
+
+def _notes(uncertainty: dict[str, Any]) -> list[str]:
+    """Warning and paired-difference lines for the terminal and the HTML report."""
+    notes = [f"warning: {uncertainty['warning']}"] if uncertainty["warning"] else []
+    for pair, difference in uncertainty["differences"].items():
+        a, _, b = pair.partition("_vs_")
+        notes.append(f"{a} - {b}: {describe_difference(difference)}")
+    boot = uncertainty["bootstrap"]
+    notes.append(f"intervals: {boot['confidence']:.0%} percentile, {boot['resamples']} "
+                 f"stratified bootstrap resamples of the holdout (seed {boot['seed']})")
+    return notes
 
 
 @click.command()
@@ -62,19 +85,26 @@ def evaluate(
         baseline, frame, result.label, source=str(data)
     )
     evaluations = [("model", result)] + ([] if compared is None else [("baseline", compared)])
+    uncertainty = _uncertainty(evaluations)
+    shown = {name: with_intervals(e.metrics, uncertainty, name) for name, e in evaluations}
+    notes = _notes(uncertainty)
 
     report_path = None
     if report_dir is not None:
         entries = [
-            ReportEntry(name, str(e.model.path), e.model.kind, e.y, e.scores, e.metrics)
+            ReportEntry(name, str(e.model.path), e.model.kind, e.y, e.scores, shown[name])
             for name, e in evaluations
         ]
-        report_path = write_report(report_dir, entries, str(data))
+        report_path = write_report(report_dir, entries, str(data), notes=notes)
 
     if as_json:
-        doc: dict[str, Any] = {**_summary(result), "data": str(data), "label": result.label}
+        doc: dict[str, Any] = {
+            **_summary(result, shown["model"]), "data": str(data), "label": result.label,
+            "bootstrap": uncertainty["bootstrap"], "warning": uncertainty["warning"],
+        }
         if compared is not None:
-            doc["baseline"] = _summary(compared)
+            doc["baseline"] = _summary(compared, shown["baseline"])
+            doc["model_vs_baseline"] = uncertainty["differences"]["model_vs_baseline"]
         if report_path is not None:
             doc["report"] = str(report_path)
         click.echo(json.dumps(doc, sort_keys=True))
@@ -86,6 +116,9 @@ def evaluate(
         f"{'holdout:':<10}{data} ({metrics['n_rows']} rows, {metrics['n_positive']} "
         f"with {result.label!r} = 1)\n"
     )
-    click.echo(format_table([(name, e.metrics) for name, e in evaluations]))
+    click.echo(format_table([(name, shown[name]) for name, _ in evaluations]))
+    click.echo()
+    for note in notes:
+        click.echo(note)
     if report_path is not None:
         click.echo(f"\nreport: {report_path}")

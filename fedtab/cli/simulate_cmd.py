@@ -24,7 +24,7 @@ from fedtab.simulation.inputs import (
     split_table_inputs,
     synthetic_inputs,
 )
-from fedtab.simulation.runner import SimulationConfig, run_simulation
+from fedtab.simulation.runner import SimulationConfig, run_simulation, summary_lines
 
 # Defaults of the zero-argument main job: sized to finish in a few minutes on 2 cores with a
 # 2048-bit key (about two minutes) while showing what federation buys each bank.
@@ -170,6 +170,10 @@ def simulate(
     click.echo(f"model: {result.model_path}")
     click.echo(f"report: {result.report_path}")
     click.echo(f"total time: {time.perf_counter() - started:.1f}s")
+    click.echo()
+    click.echo("What this run did:")
+    for line in summary_lines(result.report):
+        click.echo(f"  {line}")
 
 
 def _job_spec(kind: str, params_path: Path | None, seed: int, allow_two: bool) -> JobSpec:

@@ -14,7 +14,7 @@ import numpy as np
 
 from fedtab.data.contract import DataContract, LocalTable
 from fedtab.data.validate import load_table
-from fedtab.metrics import evaluate_scores
+from fedtab.metrics import Bootstrap, evaluate_scores, holdout_uncertainty
 from fedtab.scoring import ScoringModel
 from fedtab.simulation.baselines import fit_baseline
 from fedtab.simulation.inputs import SimulationInputs
@@ -22,16 +22,24 @@ from fedtab.simulation.inputs import SimulationInputs
 Scorer = Callable[[LocalTable], np.ndarray]
 MODELS = ("local_only", "federated", "pooled")
 HEADLINE = (("pr_auc", "PR-AUC"), ("recall_at_fpr_0_01", "recall@1%FPR"), ("roc_auc", "ROC-AUC"))
+# Paired differences reported per bank: (model, minus model) and their row label in the table.
+PAIRS = (("federated", "local_only"),)
+PAIR_LABELS = {"federated_vs_local_only": "fed-local"}
 
 
 @dataclass(frozen=True)
 class BankComparison:
-    """Holdout metrics of the three models for one bank (``None``: no holdout)."""
+    """Holdout metrics of the three models for one bank.
+
+    ``uncertainty`` is :func:`fedtab.metrics.holdout_uncertainty`'s dict: bootstrap intervals
+    per model, the paired federated-minus-local-only difference, a few-frauds warning.
+    """
 
     bank: str
     holdout_rows: int
     holdout_positives: int
     metrics: Mapping[str, Mapping[str, Any]]
+    uncertainty: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,12 @@ def compare_models(
             "federated": lambda table: federated.predict_proba(table.X),
             "pooled": pooled,
         }
-        metrics = {model: evaluate_scores(holdout.y, scorers[model](holdout)) for model in MODELS}
-        rows.append(BankComparison(name, holdout.n_rows, int(holdout.y.sum()), metrics))
+        scores = {model: scorers[model](holdout) for model in MODELS}
+        metrics = {model: evaluate_scores(holdout.y, scores[model]) for model in MODELS}
+        uncertainty = holdout_uncertainty(holdout.y, scores, metrics, PAIRS, Bootstrap(seed=seed))
+        rows.append(
+            BankComparison(name, holdout.n_rows, int(holdout.y.sum()), metrics, uncertainty)
+        )
     return rows
 
 
@@ -88,22 +100,58 @@ def training_metrics(tables: BankTables, federated: ScoringModel) -> dict[str, A
     }
 
 
+_LEFT = 34  # width of the bank / rows / frauds columns
+_CELL = 22  # width of one metric column: value and interval
+
+
+def _cell(value: float, bounds: list[float] | None, signed: bool = False) -> str:
+    number = f"{value:+.4f}" if signed else f"{value:.4f}"
+    if bounds is None:
+        return f"{number:>{_CELL}}"
+    low, high = (f"{b:+.3f}" if signed else f"{b:.3f}" for b in bounds)
+    return f"{number} [{low},{high}]".rjust(_CELL)
+
+
 def format_table(rows: list[BankComparison]) -> str:
-    """A fixed-width text table: one line per bank and model, headline metrics as columns."""
-    header = f"{'bank':<14}{'holdout rows':>13}{'frauds':>8}  {'model':<11}" + "".join(
-        f"{title:>14}" for _, title in HEADLINE
+    """A fixed-width text table: per bank one line per model with each headline metric and its
+    bootstrap interval, then the paired federated-minus-local-only difference (``*`` where its
+    interval excludes 0), then a legend and any few-frauds warnings."""
+    header = f"{'bank':<14}{'rows':>12}{'frauds':>8}  {'model':<11}" + "".join(
+        f"{title:>{_CELL}}" for _, title in HEADLINE
     )
     lines = [header, "-" * len(header)]
+    warnings = []
     for row in rows:
+        intervals = row.uncertainty.get("intervals", {})
         for i, model in enumerate(MODELS):
-            left = (
-                f"{row.bank:<14}{row.holdout_rows:>13}{row.holdout_positives:>8}"
-                if i == 0
-                else " " * 35
+            left = (f"{row.bank:<14}{row.holdout_rows:>12}{row.holdout_positives:>8}"
+                    if i == 0 else " " * _LEFT)
+            values = "".join(
+                _cell(row.metrics[model][key], intervals.get(model, {}).get(key))
+                for key, _ in HEADLINE
             )
-            values = "".join(f"{row.metrics[model][key]:>14.4f}" for key, _ in HEADLINE)
             lines.append(f"{left}  {model:<11}{values}")
-    return "\n".join(lines)
+        for pair, label in PAIR_LABELS.items():
+            difference = row.uncertainty.get("differences", {}).get(pair)
+            if difference is not None:
+                cells = "".join(
+                    _cell(difference[key]["difference"], difference[key]["interval"], True)[1:]
+                    + ("*" if difference[key]["clear"] else " ")
+                    for key, _ in HEADLINE
+                )
+                lines.append(f"{' ' * _LEFT}  {label:<11}{cells}")
+        if row.uncertainty.get("warning"):
+            warnings.append(f"warning: {row.bank}: {row.uncertainty['warning']}")
+    boot = rows[0].uncertainty.get("bootstrap") if rows else None
+    if boot:
+        lines.append("")
+        lines.append(
+            f"[low,high]: {boot['confidence']:.0%} bootstrap interval ({boot['resamples']} "
+            f"stratified resamples of each holdout). fed-local: the consortium model minus "
+            "local-only,\npaired on the same resamples; * = its interval excludes 0 (a real "
+            "difference), no * = within noise."
+        )
+    return "\n".join(lines + warnings)
 
 
 def comparison_to_dict(rows: list[BankComparison]) -> list[dict[str, Any]]:
@@ -114,6 +162,10 @@ def comparison_to_dict(rows: list[BankComparison]) -> list[dict[str, Any]]:
             "holdout_rows": row.holdout_rows,
             "holdout_positives": row.holdout_positives,
             "metrics": {model: dict(row.metrics[model]) for model in MODELS},
+            "intervals": dict(row.uncertainty.get("intervals", {})),
+            "differences": dict(row.uncertainty.get("differences", {})),
+            "bootstrap": row.uncertainty.get("bootstrap"),
+            "warning": row.uncertainty.get("warning"),
         }
         for row in rows
     ]

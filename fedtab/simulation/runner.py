@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fedtab.atomic import atomic_write_bytes, atomic_write_text
-from fedtab.consortium import init_consortium, load_operator_bundle
+from fedtab.consortium import init_consortium, load_aggregator_bundle, load_operator_bundle
 from fedtab.errors import ConfigError, JobFailedError, PeerUnavailableError
 from fedtab.jobs import JobSpec
 from fedtab.scoring import load_model
@@ -111,8 +111,9 @@ def run_simulation(
     rows = compare_models(
         inputs, tables, model, config.job.kind, config.job.params, config.job.seed
     )
+    spec = config.job.to_dict()
     report = {
-        "job": config.job.to_dict(),
+        "job": {**spec["job"], "params": spec["params"]},
         "job_id": job_id,
         "data": inputs.source,
         "banks": inputs.bank_names,
@@ -123,7 +124,8 @@ def run_simulation(
             "total_seconds": time.perf_counter() - started,
         },
         "steps": final.step_index,
-        "traffic": dict(getattr(final, "traffic", {}) or {}),
+        "traffic": {k: round(v) for k, v in (getattr(final, "traffic", {}) or {}).items()},
+        "aggregator_keys": aggregator_key_check(consortium_dir / "aggregator"),
         "training_metrics": training_metrics(tables, model),
         "holdout_comparison": comparison_to_dict(rows),
     }
@@ -131,6 +133,46 @@ def run_simulation(
     atomic_write_text(report_path, json.dumps(report, indent=2, default=float) + "\n")
     table = format_table(rows) if rows else ""
     return SimulationResult(model_path, report_path, report, table)
+
+
+def aggregator_key_check(folder: Path) -> dict[str, Any]:
+    """Check, after the run, what the aggregator was started with: its folder must load as an
+    aggregator bundle, which refuses private Paillier keys, shard keys and CA keys (by file name
+    and by key-file header). Returns what was checked, for report.json.
+
+    Raises:
+        KeyMaterialError: private key material is in the folder.
+    """
+    bundle = load_aggregator_bundle(folder)
+    return {
+        "folder": str(folder),
+        "public_key_bits": bundle.public_key.bits,
+        "private_key_material": False,
+        "checked": "public key only: no private Paillier key, shard key or CA key in the "
+        "folder the aggregator process was started from (file names and key-file headers "
+        "checked after the run)",
+    }
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """What a finished simulation did, in a few lines: key, traffic, steps, what was checked."""
+    traffic = report.get("traffic", {})
+    uploaded = sum(v for k, v in traffic.items() if k.startswith("upload_"))
+    downloaded = sum(v for k, v in traffic.items() if k.startswith("download_"))
+    keys = report["aggregator_keys"]
+    return [
+        f"Paillier key: {keys['public_key_bits']}-bit modulus (read from the aggregator's "
+        "public key)",
+        f"exchanged: {traffic.get('ciphertexts_summed', 0):,} aggregate ciphertexts summed by "
+        f"the aggregator; {_megabytes(uploaded)} uploaded and {_megabytes(downloaded)} "
+        "downloaded by the banks",
+        f"steps: {report['steps']} committed ({len(report['banks'])} banks)",
+        f"aggregator: {keys['checked']}: {keys['folder']}",
+    ]
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB"
 
 
 def _fresh_consortium_dir(path: Path) -> Path:
