@@ -295,8 +295,8 @@ def few_frauds_warning(n_positive: int, minimum: int = MIN_FRAUDS) -> str | None
     if n_positive >= minimum:
         return None
     return (
-        f"only {n_positive} frauds in this holdout (fewer than {minimum}): PR-AUC and recall "
-        "at low FPR can move a lot with a single fraud; read them with their intervals"
+        f"only {n_positive} frauds in the holdout (< {minimum}): PR-AUC and recall at low FPR "
+        "are very uncertain; read them with their intervals"
     )
 
 

@@ -216,3 +216,46 @@ def test_load_model_rejects_other_json(tmp_path: Path) -> None:
     path.write_text(json.dumps({"kind": "logreg", "contract": {"bad": 1}}))
     with pytest.raises(ConfigError, match="invalid logreg model"):
         load_model(path)
+
+
+def test_metrics_come_with_intervals_and_a_paired_difference(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    code, out = _run("--model", world["metro"], "--data", world["holdout"], "--baseline",
+                     world["rural"], "--json")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["bootstrap"]["resamples"] == 1000 and doc["bootstrap"]["confidence"] == 0.95
+    for key in ("pr_auc", "roc_auc", "recall_at_fpr_0_01"):
+        for figures in (doc, doc["baseline"]):
+            low, high = figures["intervals"][key]
+            assert low <= figures[key] <= high
+        difference = doc["model_vs_baseline"][key]
+        assert difference["difference"] == pytest.approx(doc[key] - doc["baseline"][key])
+        low, high = difference["interval"]
+        assert difference["clear"] == (low > 0 or high < 0)
+    assert (doc["warning"] is None) == (doc["n_positive"] >= 30)
+    # the same in the table and the HTML report
+    code, out = _run("--model", world["metro"], "--data", world["holdout"], "--baseline",
+                     world["rural"], "--report", tmp_path / "rep")
+    assert code == 0, out
+    lines = out.splitlines()
+    pr_row = next(i for i, line in enumerate(lines) if line.startswith("PR-AUC"))
+    low, high = doc["intervals"]["pr_auc"]
+    assert lines[pr_row + 1].split()[:3] == ["95%", "interval", f"[{low:.3f},"]
+    assert any(line.startswith("model - baseline: PR-AUC ") for line in lines)
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "95% interval" in page and "model - baseline: PR-AUC" in page
+    assert f"{doc['n_rows']} rows, {doc['n_positive']} frauds" in page
+
+
+def test_few_frauds_warning(world: dict[str, Path], tmp_path: Path) -> None:
+    frame = pd.read_csv(world["holdout"])
+    frauds = frame.index[frame["is_fraud"] == 1]
+    small = tmp_path / "small.csv"
+    frame.drop(index=frauds[4:]).to_csv(small, index=False)
+    code, out = _run("--model", world["metro"], "--data", small)
+    assert code == 0, out
+    assert "warning: only 4 frauds in the holdout (< 30)" in out
+    code, out = _run("--model", world["metro"], "--data", small, "--json")
+    assert json.loads(out)["warning"].startswith("only 4 frauds")

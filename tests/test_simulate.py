@@ -70,6 +70,22 @@ def test_zero_argument_simulate_trains_and_compares(tmp_path: Path) -> None:
     # No private Paillier key in the aggregator's bundle.
     aggregator_files = list((out / "consortium" / "aggregator").iterdir())
     assert not any("private" in path.name for path in aggregator_files)
+    # Each metric has its interval; the paired difference is printed; stdout ends with what
+    # the run did, and says only what was checked.
+    low, high = first["intervals"]["federated"]["pr_auc"]
+    assert low <= first["metrics"]["federated"]["pr_auc"] <= high
+    assert set(first["differences"]["federated_vs_local_only"]) >= {"pr_auc", "roc_auc"}
+    assert result.stdout.count("fed-local") >= 3
+    summary = result.stdout.split("What this run did:")[1].splitlines()[1:]
+    assert summary[0] == "  Paillier key: 1024-bit modulus (read from the aggregator's public key)"
+    assert f"{report['traffic']['ciphertexts_summed']:,} aggregate ciphertexts" in summary[1]
+    assert summary[2].startswith(f"  steps: {report['steps']} committed")
+    assert summary[3].startswith("  aggregator: public key only: no private Paillier key")
+    assert report["aggregator_keys"]["private_key_material"] is False
+    # report.json: the job is flat, counters are integers
+    assert report["job"]["kind"] == "gbdt" and "job" not in report["job"]
+    assert report["job"]["params"]["n_estimators"] == 4
+    assert all(type(v) is int for v in report["traffic"].values())
 
 
 def test_simulate_two_banks_needs_override(tmp_path: Path) -> None:

@@ -100,58 +100,62 @@ def training_metrics(tables: BankTables, federated: ScoringModel) -> dict[str, A
     }
 
 
-_LEFT = 34  # width of the bank / rows / frauds columns
-_CELL = 22  # width of one metric column: value and interval
+_LEFT = 29  # width of the bank / rows / frauds columns
+_CELL = 24  # width of one metric column: value, interval and a one-character mark
 
 
-def _cell(value: float, bounds: list[float] | None, signed: bool = False) -> str:
-    number = f"{value:+.4f}" if signed else f"{value:.4f}"
-    if bounds is None:
-        return f"{number:>{_CELL}}"
-    low, high = (f"{b:+.3f}" if signed else f"{b:.3f}" for b in bounds)
-    return f"{number} [{low},{high}]".rjust(_CELL)
+def _cell(value: float, bounds: list[float] | None, *, signed: bool = False,
+          mark: str = " ") -> str:
+    sign = "+" if signed else ""
+    text = f"{value:{sign}.3f}"
+    if bounds is not None:
+        text += f" [{bounds[0]:{sign}.3f},{bounds[1]:{sign}.3f}]"
+    return f"{text}{mark}".rjust(_CELL)
+
+
+def _legend(bootstrap: dict[str, Any]) -> list[str]:
+    return [
+        "",
+        f"[low,high]: {bootstrap['confidence']:.0%} bootstrap interval "
+        f"({bootstrap['resamples']} stratified resamples of each holdout).",
+        "fed-local: the consortium model minus local-only, paired on the same resamples;",
+        "  * = its interval excludes 0 (a real difference); no * = within noise.",
+    ]
 
 
 def format_table(rows: list[BankComparison]) -> str:
     """A fixed-width text table: per bank one line per model with each headline metric and its
     bootstrap interval, then the paired federated-minus-local-only difference (``*`` where its
     interval excludes 0), then a legend and any few-frauds warnings."""
-    header = f"{'bank':<14}{'rows':>12}{'frauds':>8}  {'model':<11}" + "".join(
-        f"{title:>{_CELL}}" for _, title in HEADLINE
+    header = f"{'bank':<14}{'rows':>8}{'frauds':>7}  {'model':<11}" + "".join(
+        f"{title:>{_CELL - 1}} " for _, title in HEADLINE
     )
-    lines = [header, "-" * len(header)]
+    lines = [header.rstrip(), "-" * len(header)]
     warnings = []
     for row in rows:
         intervals = row.uncertainty.get("intervals", {})
         for i, model in enumerate(MODELS):
-            left = (f"{row.bank:<14}{row.holdout_rows:>12}{row.holdout_positives:>8}"
+            left = (f"{row.bank:<14}{row.holdout_rows:>8}{row.holdout_positives:>7}"
                     if i == 0 else " " * _LEFT)
             values = "".join(
                 _cell(row.metrics[model][key], intervals.get(model, {}).get(key))
                 for key, _ in HEADLINE
             )
-            lines.append(f"{left}  {model:<11}{values}")
+            lines.append(f"{left}  {model:<11}{values}".rstrip())
         for pair, label in PAIR_LABELS.items():
             difference = row.uncertainty.get("differences", {}).get(pair)
             if difference is not None:
                 cells = "".join(
-                    _cell(difference[key]["difference"], difference[key]["interval"], True)[1:]
-                    + ("*" if difference[key]["clear"] else " ")
+                    _cell(difference[key]["difference"], difference[key]["interval"],
+                          signed=True, mark="*" if difference[key]["clear"] else " ")
                     for key, _ in HEADLINE
                 )
-                lines.append(f"{' ' * _LEFT}  {label:<11}{cells}")
+                lines.append(f"{' ' * _LEFT}  {label:<11}{cells}".rstrip())
         if row.uncertainty.get("warning"):
             warnings.append(f"warning: {row.bank}: {row.uncertainty['warning']}")
-    boot = rows[0].uncertainty.get("bootstrap") if rows else None
-    if boot:
-        lines.append("")
-        lines.append(
-            f"[low,high]: {boot['confidence']:.0%} bootstrap interval ({boot['resamples']} "
-            f"stratified resamples of each holdout). fed-local: the consortium model minus "
-            "local-only,\npaired on the same resamples; * = its interval excludes 0 (a real "
-            "difference), no * = within noise."
-        )
-    return "\n".join(lines + warnings)
+    bootstrap = rows[0].uncertainty.get("bootstrap") if rows else None
+    legend = _legend(bootstrap) if bootstrap else []
+    return "\n".join(lines + legend + warnings)
 
 
 def comparison_to_dict(rows: list[BankComparison]) -> list[dict[str, Any]]:
