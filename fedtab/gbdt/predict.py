@@ -28,6 +28,7 @@ from fedtab.data.tables import read_table
 from fedtab.data.validate import encode_features
 from fedtab.errors import ConfigError, DataContractError
 from fedtab.gbdt.export import CONTRACT_ATTRIBUTE
+from fedtab.scoring import holdout_labels
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -110,11 +111,7 @@ def to_dmatrix(
 
     contract = booster_contract(booster)
     frame = data if isinstance(data, pd.DataFrame) else read_table(Path(data))
-    y = None
-    if label is not None:
-        from fedtab.scoring import holdout_labels
-
-        y = holdout_labels(frame, contract, label)
+    y = None if label is None else holdout_labels(frame, contract, label)
     return xgb.DMatrix(holdout_frame(frame, contract), label=y, enable_categorical=True)
 
 

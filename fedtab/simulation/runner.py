@@ -24,6 +24,7 @@ from fedtab.jobs import JobSpec
 from fedtab.scoring import load_model
 from fedtab.simulation.cluster import LocalCluster
 from fedtab.simulation.comparison import (
+    BankComparison,
     compare_models,
     comparison_to_dict,
     format_table,
@@ -105,8 +106,25 @@ def run_simulation(
     model_path = config.out_dir / "model.json"
     say(f"training finished in {training_seconds:.1f}s; model written to {model_path}")
 
-    model = load_model(model_path)
     say("training local-only and pooled reference models, scoring holdouts")
+    timings = {"setup_seconds": setup_seconds, "training_seconds": training_seconds}
+    report, rows = _compare_and_report(config, inputs, job_id, final, timings, started)
+    report_path = config.out_dir / "report.json"
+    atomic_write_text(report_path, json.dumps(report, indent=2, default=float) + "\n")
+    table = format_table(rows) if rows else ""
+    return SimulationResult(model_path, report_path, report, table)
+
+
+def _compare_and_report(
+    config: SimulationConfig,
+    inputs: SimulationInputs,
+    job_id: str,
+    final: JobStatus,
+    timings: dict[str, float],
+    started: float,
+) -> tuple[dict[str, Any], list[BankComparison]]:
+    """Score the written model next to the baselines; the report.json document and rows."""
+    model = load_model(config.out_dir / "model.json")
     tables = load_bank_tables(inputs)
     rows = compare_models(
         inputs, tables, model, config.job.kind, config.job.params, config.job.seed
@@ -118,21 +136,14 @@ def run_simulation(
         "data": inputs.source,
         "banks": inputs.bank_names,
         "key_bits": config.key_bits,
-        "timings": {
-            "setup_seconds": setup_seconds,
-            "training_seconds": training_seconds,
-            "total_seconds": time.perf_counter() - started,
-        },
+        "timings": {**timings, "total_seconds": time.perf_counter() - started},
         "steps": final.step_index,
         "traffic": {k: round(v) for k, v in (getattr(final, "traffic", {}) or {}).items()},
-        "aggregator_keys": aggregator_key_check(consortium_dir / "aggregator"),
+        "aggregator_keys": aggregator_key_check(config.out_dir / "consortium" / "aggregator"),
         "training_metrics": training_metrics(tables, model),
         "holdout_comparison": comparison_to_dict(rows),
     }
-    report_path = config.out_dir / "report.json"
-    atomic_write_text(report_path, json.dumps(report, indent=2, default=float) + "\n")
-    table = format_table(rows) if rows else ""
-    return SimulationResult(model_path, report_path, report, table)
+    return report, rows
 
 
 def aggregator_key_check(folder: Path) -> dict[str, Any]:
