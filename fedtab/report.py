@@ -11,8 +11,10 @@ display needed). Every file is written atomically.
 from __future__ import annotations
 
 import base64
+import datetime
 import html
 import io
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,33 @@ class ReportEntry:
     y: np.ndarray
     scores: np.ndarray
     metrics: Mapping[str, Any]
+    about: str = ""
+
+
+def describe_model_file(path: Path) -> str:
+    """Where a model file comes from, as far as it says: the fedtab job and its banks (GBDT
+    models record them), the rows it was trained on (logreg) and the file's date (UTC)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        stamp = Path(path).stat().st_mtime
+    except (OSError, ValueError):
+        return ""
+    doc = doc if isinstance(doc, dict) else {}
+    learner = doc.get("learner")
+    learner = learner if isinstance(learner, dict) else {}
+    try:
+        meta = json.loads((learner.get("attributes") or {}).get("fedtab") or "{}")
+    except (ValueError, AttributeError):
+        meta = {}
+    parts = []
+    if isinstance(meta, dict) and meta.get("job_id"):
+        banks = ", ".join(str(b) for b in meta.get("bank_names", [])) or "unknown banks"
+        parts.append(f"job {meta['job_id']}, trained by {banks}")
+    if doc.get("rows_total"):
+        parts.append(f"trained on {doc['rows_total']} rows")
+    when = datetime.datetime.fromtimestamp(stamp, datetime.UTC)
+    parts.append(f"file dated {when:%Y-%m-%d %H:%M} UTC")
+    return "; ".join(parts)
 
 
 def format_value(metrics: Mapping[str, Any], key: str, fmt: str) -> str:
@@ -206,7 +235,8 @@ def render_html(
               "frauds" if entries else "")
     remarks = "".join(f"<li>{esc(note)}</li>" for note in notes)
     sources = "".join(
-        f"<li><b>{esc(e.name)}</b>: {esc(e.kind)} model <code>{esc(e.source)}</code></li>"
+        f"<li><b>{esc(e.name)}</b>: {esc(e.kind)} model <code>{esc(e.source)}</code>"
+        + (f" ({esc(e.about)})" if e.about else "") + "</li>"
         for e in entries
     )
     return f"""<!DOCTYPE html>

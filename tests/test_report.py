@@ -115,3 +115,25 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
         assert _near(half, MODEL_BLUE) > 300, "model curve not visible"
         assert _near(half, BASELINE_ORANGE) > 300, "baseline curve not visible"
         assert len(np.unique(half.reshape(-1, 3), axis=0)) > 150
+
+
+def test_report_says_what_was_evaluated(tmp_path: Path) -> None:
+    import json
+
+    from fedtab.report import describe_model_file
+
+    model = tmp_path / "model.json"
+    meta = {"job_id": "job-0007-abc", "bank_names": ["metro_bank", "rural_bank"]}
+    model.write_text(json.dumps({"learner": {"attributes": {"fedtab": json.dumps(meta)}}}))
+    about = describe_model_file(model)
+    assert about.startswith("job job-0007-abc, trained by metro_bank, rural_bank; file dated ")
+    assert about.endswith(" UTC")
+    logreg = tmp_path / "logreg.json"
+    logreg.write_text(json.dumps({"kind": "logreg", "rows_total": 1200}))
+    assert describe_model_file(logreg).startswith("trained on 1200 rows; file dated ")
+    assert describe_model_file(tmp_path / "missing.json") == ""
+    entries = [ReportEntry(**{**e.__dict__, "about": about}) for e in _entries()]
+    page = write_report(tmp_path / "rep", entries, "h.csv", notes=["warning: few"]).read_text()
+    assert "job-0007-abc" in page and "warning: few" in page
+    n, frauds = entries[0].metrics["n_rows"], entries[0].metrics["n_positive"]
+    assert f"{n} rows, {frauds} frauds" in page

@@ -16,7 +16,7 @@ import click
 from fedtab.cli.edge import reports_errors
 from fedtab.data.tables import read_table
 from fedtab.metrics import describe_difference, holdout_uncertainty, with_intervals
-from fedtab.report import ReportEntry, format_table, write_report
+from fedtab.report import ReportEntry, describe_model_file, format_table, write_report
 from fedtab.scoring import Evaluation, evaluate_model, load_model
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -92,7 +92,8 @@ def evaluate(
     report_path = None
     if report_dir is not None:
         entries = [
-            ReportEntry(name, str(e.model.path), e.model.kind, e.y, e.scores, shown[name])
+            ReportEntry(name, str(e.model.path), e.model.kind, e.y, e.scores, shown[name],
+                        describe_model_file(e.model.path))
             for name, e in evaluations
         ]
         report_path = write_report(report_dir, entries, str(data), notes=notes)
