@@ -18,6 +18,7 @@ import xgboost as xgb
 
 from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
 from fedtab.errors import ConfigError, DataContractError
+from fedtab.gbdt.export import fmt_f32
 from fedtab.gbdt.model import GBDTModel
 from fedtab.gbdt.predict import contract_frame, holdout_frame, predict, to_dmatrix
 from fedtab.gbdt.trainer import GBDTTrainer
@@ -194,3 +195,20 @@ def test_holdout_frame_uses_contract_categories(holdout: LocalTable) -> None:
     assert list(frame["channel"].cat.categories) == list(CHANNELS)
     np.testing.assert_array_equal(frame["channel"].cat.codes, holdout.X[:, 1])
     assert frame["mcc"].isna().sum() == np.isnan(holdout.X[:, 2]).sum()
+
+
+@pytest.mark.parametrize("value", [0.5, 0.009641747, 0.417, 1e-7, 0.123456789, 0.1, 3e-45])
+def test_base_score_is_written_with_the_shortest_float32_digits(value: float) -> None:
+    """XGBoost 2.1 reads a parameter string of 10 significant digits as 0.5 (silently); the
+    shortest float32 round-trip digits (at most 9) read back exactly in 2.1 and 3.x."""
+    text = fmt_f32(value)
+    assert np.float32(float(text)) == np.float32(value)
+    mantissa = text.split("E")[0].replace(".", "").lstrip("-")
+    assert len(mantissa) <= 9 and "E+" not in text
+
+
+def test_stock_xgboost_reads_the_base_score(trained: tuple[Path, GBDTModel]) -> None:
+    path, model = trained
+    booster = xgb.Booster(model_file=str(path))
+    config = json.loads(booster.save_config())["learner"]["learner_model_param"]
+    assert np.float32(float(config["base_score"].strip("[]"))) == np.float32(model.base_score)

@@ -9,7 +9,7 @@ the cut points). Thresholds and leaf values are float32-exact, and XGBoost's ``x
 goes-left rule equals fedtab's binning.
 
 Categorical features (from the embedded contract) are exported the way XGBoost's native
-categorical support writes them, so stock XGBoost cannot read them as plain numbers by mistake:
+categorical support writes them, so stock XGBoost reads them as categories, not as numbers:
 
 - ``feature_types`` is ``"q"`` (numeric) or ``"c"`` (categorical) per feature;
 - a split on a categorical feature has ``split_type`` 1 and lists, in ``categories`` (segmented by
@@ -20,10 +20,11 @@ categorical support writes them, so stock XGBoost cannot read them as plain numb
 - ``gradient_booster.model.cats`` records each feature's category names in the contract's order
   (XGBoost >= 3.1's category container: UTF-8 bytes with byte offsets, ``feature_segments``,
   and per-feature ``sorted_idx``), so XGBoost >= 3.1 re-codes a pandas ``category`` column by
-  value whatever the order of its categories, and refuses a category the model never saw.
+  name whatever the order of its categories (XGBoost 3.2 refuses a category it never saw only
+  when that sorts after every known name: :mod:`fedtab.gbdt.predict` validates fully).
 
 Codes are the category's index in the contract. :mod:`fedtab.gbdt.predict` turns a raw holdout
-into a frame any XGBoost >= 2.1 reads correctly.
+into a frame any XGBoost >= 2.1 reads correctly (fedtab itself requires >= 3.1).
 """
 
 from __future__ import annotations
@@ -52,8 +53,12 @@ def _f32(value: float) -> float:
     return float(np.float32(value))
 
 
-def _fmt_f32(value: float) -> str:
-    return format(np.float32(value), ".9E").replace("E+", "E").replace("E-0", "E-")
+def fmt_f32(value: float) -> str:
+    """A float32 as XGBoost writes parameter strings: the shortest digits that read back as
+    the same float32 (``9.641747E-3``, ``5E-1``). XGBoost 2.1 silently reads a longer string
+    (10 significant digits) as the default 0.5, so the digits must stay this short."""
+    text = np.format_float_scientific(np.float32(value), unique=True, trim="-", exp_digits=1)
+    return text.upper().replace("E+", "E")
 
 
 def tree_to_json(
@@ -216,7 +221,7 @@ def model_to_xgboost_json(
             "feature_types": feature_types,
             "gradient_booster": {"model": booster, "name": "gbtree"},
             "learner_model_param": {
-                "base_score": _fmt_f32(model.base_score),
+                "base_score": fmt_f32(model.base_score),
                 "boost_from_average": "1",
                 "num_class": "0",
                 "num_feature": str(n_features),
