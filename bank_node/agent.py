@@ -25,6 +25,7 @@ import numpy as np
 
 from bank_node.client import BankClient
 from bank_node.policy import BankPolicy, PolicyRefusal
+from bank_node.sampling_secret import bank_job_context
 from fedtab.consortium import BankBundle
 from fedtab.data.contract import LocalTable
 from fedtab.errors import (
@@ -162,8 +163,8 @@ class BankAgent:
         try:
             spec = JobSpec.from_dict(job.spec)
             self.policy.check(spec)  # validates [params] with the kind's schema, as the trainer
-            ctx = JobContext(job.job_id, self.name, tuple(sorted(job.banks)), seed=spec.seed,
-                             params=dict(spec.params), privacy_floor=self.policy.privacy_floor)
+            ctx = bank_job_context(job.job_id, self.name, job.banks, spec, self.bundle.shard_key,
+                                   self.bundle.directory, self.policy.privacy_floor)
             trainer = create_trainer(spec, ctx, self.table, holdout=self.holdout)
             return _JobRun(self, job, ctx, trainer).run()
         except FedtabError as exc:

@@ -41,7 +41,6 @@ aggregates before ``commit`` (:meth:`~fedtab.protocol.step_machine.StepMachine.r
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -49,7 +48,7 @@ import numpy as np
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.data.contract import LocalTable
 from fedtab.errors import DataContractError, PrivacyError, ProtocolError
-from fedtab.gbdt import binning
+from fedtab.gbdt import binning, sampling
 from fedtab.gbdt.export import model_to_xgboost_json
 from fedtab.gbdt.grow import TreeGrower, TreeRows
 from fedtab.gbdt.model import GBDTModel, Tree, base_margin_of, sigmoid
@@ -86,8 +85,6 @@ class GBDTTrainer(StepMachine):
         self._count_spec = EncodingSpec(0, float(p.max_rows_per_bank), ctx.n_banks)
         clip = float(p.max_rows_per_bank) * max(1.0, p.scale_pos_weight)
         self._hist_spec = EncodingSpec(GRAD_FRAC_BITS, clip, ctx.n_banks)
-        bank_digest = hashlib.sha256(ctx.bank_name.encode()).digest()
-        self._bank_key = int.from_bytes(bank_digest[:8], "big")
         # committed state
         self._cuts: list[np.ndarray] | None = None
         self._has_missing = np.zeros(len(self._fine), dtype=bool)
@@ -187,20 +184,12 @@ class GBDTTrainer(StepMachine):
         self._grower = None
         if t >= p.n_estimators or self._cuts is None:
             return
-        n_features = len(self._cuts)
-        n_cols = max(1, round(p.colsample_bytree * n_features))
-        if n_cols < n_features:
-            shared = np.random.default_rng([p.seed, t, 1])
-            cols = np.sort(shared.choice(n_features, size=n_cols, replace=False))
-        else:
-            cols = np.arange(n_features)
+        cols = sampling.sample_columns(self.ctx, p.seed, t, len(self._cuts), p.colsample_bytree)
         n_cuts = np.array([len(c) for c in self._cuts], dtype=np.int64)
         layout = HistLayout.build(cols, n_cuts, self._has_missing)
         prob = sigmoid(self._margin)
         row_node = np.zeros(self.table.n_rows, dtype=np.int64)
-        if p.subsample < 1.0:
-            local = np.random.default_rng([p.seed, t, 0, self._bank_key])
-            row_node[local.random(self.table.n_rows) >= p.subsample] = -1
+        row_node[sampling.sampled_out(self.ctx, p.seed, t, self.table.n_rows, p.subsample)] = -1
         rows = TreeRows(
             index=t,
             layout=layout,

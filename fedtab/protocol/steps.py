@@ -93,6 +93,13 @@ class JobContext:
     ``seed`` drives all shared randomness (feature subsampling and the like);
     ``privacy_floor`` is this bank's own floor on the rows behind a released figure, checked by
     kinds whose figures cover the whole consortium (1: none, for in-process runs).
+
+    Sampling secrets (set by the bank agent, :mod:`bank_node.sampling_secret`):
+    ``consortium_secret`` is the same on every bank of the job and unknown to the aggregator
+    and operator (draws the banks must agree on, e.g. GBDT column sampling);
+    ``bank_secret`` is known to this bank alone (its own row sampling). Empty (the default,
+    in-process runs) means the WEAKENED public derivation from ``seed``: anyone who knows the
+    job can recompute the draws (see :mod:`fedtab.gbdt.sampling`).
     """
 
     job_id: str
@@ -101,6 +108,8 @@ class JobContext:
     seed: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     privacy_floor: int = 1
+    bank_secret: bytes = field(default=b"", repr=False)
+    consortium_secret: bytes = field(default=b"", repr=False)
 
     @property
     def n_banks(self) -> int:
