@@ -26,6 +26,7 @@ class GradLayout:
     positions: tuple[tuple[np.ndarray, ...], ...]  # [node][feature k] -> bins
     missing: tuple[np.ndarray, ...]  # [node] -> bool (K,)
     start: np.ndarray  # first slot of each node
+    released: tuple[np.ndarray | None, ...] = ()  # [node] -> NodeHist.released
 
     @classmethod
     def build(
@@ -33,13 +34,15 @@ class GradLayout:
         nodes: list[int],
         positions: list[tuple[np.ndarray, ...]],
         missing: list[np.ndarray],
+        released: list[np.ndarray | None] | None = None,
     ) -> GradLayout:
         sizes = [
             1 + sum(len(p) for p in pos) + int(np.sum(miss))
             for pos, miss in zip(positions, missing, strict=True)
         ]
         start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        return cls(tuple(nodes), tuple(positions), tuple(missing), start)
+        flags = tuple(released) if released is not None else (None,) * len(nodes)
+        return cls(tuple(nodes), tuple(positions), tuple(missing), start, flags)
 
     @classmethod
     def plan(
@@ -51,12 +54,14 @@ class GradLayout:
         positions: dict[int, tuple[np.ndarray, ...]],
         *,
         always: bool = False,
+        released: dict[int, np.ndarray] | None = None,
     ) -> GradLayout:
         """The level's request: for each (built node, derived sibling or None), the built node
         is summed at the union of the open ones' candidate positions (skipped when neither is
-        open, unless ``always``), with a missing slot where the built node has missing rows."""
+        open, unless ``always``), with a missing slot where the built node has missing rows
+        and, if ``released`` (built node -> bool per feature) is given, its bucket is released."""
         n_feat = len(layout.features)
-        nodes, kept, missing = [], [], []
+        nodes, kept, missing, flags = [], [], [], []
         for built, derived in pairs:
             wanted = [n for n in (built, derived) if n is not None and n in open_nodes]
             if not wanted and not always:
@@ -66,10 +71,13 @@ class GradLayout:
                 .astype(np.int64)
                 for k in range(n_feat)
             ))
-            missing.append(np.array([layout.segment(counts[built], k)[1] > 0
-                                     for k in range(n_feat)], dtype=bool))
+            has = np.array([layout.segment(counts[built], k)[1] > 0 for k in range(n_feat)],
+                           dtype=bool)
+            flag = None if released is None else released[built]
+            missing.append(has if flag is None else has & flag)
+            flags.append(flag)
             nodes.append(built)
-        return cls.build(nodes, kept, missing)
+        return cls.build(nodes, kept, missing, flags)
 
     @property
     def size(self) -> int:
@@ -137,5 +145,6 @@ class GradLayout:
                 if self.missing[i][k]:
                     missing[:, k] = grid[:, at]
                     at += 1
-            out[node] = NodeHist(counts[node], self.positions[i], tuple(cums), missing, total)
+            out[node] = NodeHist(counts[node], self.positions[i], tuple(cums), missing, total,
+                                 self.released[i])
         return out

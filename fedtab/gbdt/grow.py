@@ -22,6 +22,7 @@ import numpy as np
 
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.errors import PrivacyError, ProtocolError
+from fedtab.gbdt import positions as positions_mod
 from fedtab.gbdt import split
 from fedtab.gbdt.grad_layout import GradLayout
 from fedtab.gbdt.model import Tree
@@ -71,8 +72,11 @@ class TreeGrower:
         params: GBDTParams,
         encodings: tuple[EncodingSpec, EncodingSpec],
         finish: Callable[[Tree], None],
+        *,
+        thin: bool = True,
     ) -> None:
         self.rows = rows
+        self.thin = thin  # False: the WEAKENED unthinned positions (fedtab.gbdt.positions)
         self.cuts = cuts
         self.params = params
         self.count_spec, self.hist_spec = encodings
@@ -116,7 +120,7 @@ def _parent_hist(parents: dict[int, NodeHist], step: str, parent: int) -> NodeHi
 
 
 @dataclass(frozen=True)
-class _Level:
+class Level:
     """One level's consortium count histograms, candidate positions and gradient request
     layout (cached from the aggregate, not model state)."""
 
@@ -135,7 +139,7 @@ class CountsStep:
     def __init__(self, grower: TreeGrower, parents: dict[int, NodeHist]) -> None:
         self._grower = grower
         self._parents = parents
-        self._cache: ProposalCache[_Level] = ProposalCache()
+        self._cache: ProposalCache[Level] = ProposalCache()
 
     @property
     def request(self) -> SumRequest:
@@ -164,20 +168,45 @@ class CountsStep:
         for node, (parent, sibling) in tree.derive.items():
             counts[node] = _parent_hist(self._parents, step, parent).counts - counts[sibling]
         mcs = g.params.min_child_samples
-        positions = {
-            node: tuple(split.candidate_positions(counts[node], layout, mcs))
-            for node in tree.frontier
-        }
-        is_open = [n for n in tree.frontier if any(len(q) for q in positions[n])]
         larger = {sib: node for node, (_parent, sib) in tree.derive.items()}
         pairs = [(node, larger.get(node)) for node in tree.build]
+        released: dict[int, np.ndarray] | None = None
+        if g.thin:
+            plans = self._pair_plans(counts)
+            released = {node: plan.released for node, plan in plans.items()}
+            plan_of = {n: plans[b] for b, d in pairs for n in (b, d) if n is not None}
+            positions = {node: positions_mod.valid_positions(counts[node], layout,
+                                                             plan_of[node], mcs)
+                         for node in tree.frontier}
+        else:
+            positions = {node: tuple(split.candidate_positions(counts[node], layout, mcs))
+                         for node in tree.frontier}
+        is_open = [n for n in tree.frontier if any(len(q) for q in positions[n])]
         grads = GradLayout.plan(layout, pairs, is_open, counts, positions,
-                                always=tree.depth == 0)
+                                always=tree.depth == 0, released=released)
         # the next request's length is public anyway; carrying it lets a bank that replays
         # with commit() alone still name the next request
         proposal: JsonDict = {"step": step, "open": is_open, "grads_length": 2 * grads.size}
-        self._cache.keep(proposal, _Level(counts, positions, grads))
+        self._cache.keep(proposal, Level(counts, positions, grads))
         return proposal
+
+    def _pair_plans(self, counts: dict[int, np.ndarray]) -> dict[int, positions_mod.PairPlan]:
+        """Each built node's released positions, thinned with its sibling (derived or not:
+        a bank can subtract either from the parent) and within its parent's positions."""
+        g = self._grower
+        tree, layout, step = g.tree, g.rows.layout, g.step_id("counts")
+        parent_of = {child: node for node, pair in enumerate(zip(tree.left, tree.right,
+                                                                   strict=True))
+                     for child in pair if child >= 0}
+        plans = {}
+        for node in tree.build:
+            parent = sibling = None
+            if node in parent_of:
+                parent = _parent_hist(self._parents, step, parent_of[node])
+                sibling = parent.counts - counts[node]
+            plans[node] = positions_mod.plan_pair(layout, counts[node], sibling, parent,
+                                                  g.params.min_child_samples)
+        return plans
 
     def commit(self, proposal: JsonDict) -> None:
         level = self._cache.take(proposal)
@@ -198,7 +227,7 @@ class GradsStep:
     """
 
     def __init__(self, grower: TreeGrower, parents: dict[int, NodeHist],
-                 open_nodes: list[int], grads_length: int, level: _Level | None) -> None:
+                 open_nodes: list[int], grads_length: int, level: Level | None) -> None:
         self._grower = grower
         self._parents = parents
         self._open = open_nodes
@@ -288,7 +317,24 @@ class GradsStep:
         tree.frontier, tree.build, tree.derive = frontier, build, derive
         g.step = CountsStep(g, parents=hists or {})
 
-    def _cached_level(self) -> _Level:
+    @property
+    def level(self) -> Level:
+        """This level's counts, candidate positions and request layout (what every bank
+        derives from the counts aggregate; raises :class:`ProtocolError` after a replay by
+        ``commit`` alone)."""
+        return self._cached_level()
+
+    @property
+    def tree(self) -> TreeBuild:
+        """The tree's committed nodes so far."""
+        return self._grower.tree
+
+    @property
+    def hist_layout(self) -> HistLayout:
+        """Where each (feature, bin) lives in a node's count histogram (the tree's columns)."""
+        return self._grower.rows.layout
+
+    def _cached_level(self) -> Level:
         if self._level is None:
             raise ProtocolError(f"{self._grower.step_id('grads')}: {NO_CACHE}")
         return self._level

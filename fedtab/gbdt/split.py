@@ -71,7 +71,9 @@ class NodeHist:
     ``counts``: full count histogram (layout order). Per sampled feature ``k``:
     ``positions[k]`` (increasing bins ``b``), ``cum[k]`` of shape ``(2, len(positions[k]))``
     holding gradient and hessian sums over bins ``<= b``, and ``missing[:, k]``. ``total``:
-    the node's (gradient, hessian) sums.
+    the node's (gradient, hessian) sums. ``released`` (bool per feature, ``None``: all) marks
+    the features whose missing bucket was summed separately; elsewhere the missing rows are
+    *folded* into the right-hand side and ``missing`` is 0 (:mod:`fedtab.gbdt.positions`).
     """
 
     counts: np.ndarray
@@ -79,6 +81,14 @@ class NodeHist:
     cum: tuple[np.ndarray, ...]
     missing: np.ndarray
     total: np.ndarray
+    released: np.ndarray | None = None
+
+    @property
+    def missing_released(self) -> np.ndarray:
+        """Bool per feature: the missing bucket's sums are known (see ``released``)."""
+        if self.released is None:
+            return np.ones(len(self.positions), dtype=bool)
+        return self.released
 
     @property
     def count(self) -> int:
@@ -106,14 +116,16 @@ class NodeHist:
 
     def derive(self, sibling: NodeHist, counts: np.ndarray,
                positions: tuple[np.ndarray, ...]) -> NodeHist:
-        """This (parent) node minus ``sibling``, kept at ``positions`` (subsets of both)."""
+        """This (parent) node minus ``sibling``, kept at ``positions`` (subsets of both); the
+        missing buckets released for ``sibling`` are released for the result."""
         cum = tuple(
             self.cum[k][:, np.searchsorted(self.positions[k], pos)]
             - sibling.cum[k][:, np.searchsorted(sibling.positions[k], pos)]
             for k, pos in enumerate(positions)
         )
-        return NodeHist(counts, positions, cum, self.missing - sibling.missing,
-                        self.total - sibling.total)
+        missing = np.where(sibling.missing_released, self.missing - sibling.missing, 0.0)
+        return NodeHist(counts, positions, cum, missing, self.total - sibling.total,
+                        sibling.released)
 
 
 @dataclass(frozen=True)
@@ -186,6 +198,8 @@ def best_split(node: NodeHist, layout: HistLayout, p: GBDTParams) -> Split | Non
         if len(pos) == 0:
             continue
         count_bins, count_missing = layout.segment(node.counts, k)
+        if not node.missing_released[k]:
+            count_missing = 0.0  # folded: missing rows go right with the rest
         cum_count = np.cumsum(count_bins)[pos]
         stats.append(np.vstack([node.cum[k], cum_count[None, :]]))
         missing.append(np.repeat([[node.missing[0, k]], [node.missing[1, k]], [count_missing]],

@@ -67,8 +67,10 @@ class GBDTTrainer(StepMachine):
     does not fit the contract's binning.
     """
 
-    def __init__(self, ctx: JobContext, table: LocalTable) -> None:
+    def __init__(self, ctx: JobContext, table: LocalTable, *,
+                 weakened_positions: bool = False) -> None:
         self.ctx = ctx
+        self._thin = not weakened_positions
         self.table = table
         self.params = GBDTParams.from_mapping(ctx.params, default_seed=ctx.seed)
         p = self.params
@@ -200,7 +202,7 @@ class GBDTTrainer(StepMachine):
             row_node=row_node,
         )
         self._grower = TreeGrower(rows, self._cuts, p, (self._count_spec, self._hist_spec),
-                                  self._finish_tree)
+                                  self._finish_tree, thin=self._thin)
 
     def _finish_tree(self, finished: Tree) -> None:
         if self._cuts is None:
