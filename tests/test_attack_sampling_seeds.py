@@ -3,9 +3,10 @@
 The operator's view is the job it wrote (kind, seed, params, job id, bank names) and the
 released ``model.json``; it is not told any bank's row count. The crafted job
 (``subsample = 0.5``, ``max_depth = 1``, ``min_split_loss = 1e30``, many trees) makes every
-tree a root leaf over that tree's row sample, whose size (from the cover) and label sum (from
-the leaf value) the model reveals. If the operator can recompute which rows each tree sampled,
-it finds each bank's row count and solves for every row's label.
+tree a root leaf over that tree's row sample, whose size (roughly, from the cover) and label sum
+(exactly, from the leaf value once the size is known) the model reveals. If the operator can
+recompute which rows each tree sampled, it finds each bank's row count and solves for every
+row's label.
 
 Positive control: contexts without sampling secrets (the weakened public derivation of
 :mod:`fedtab.gbdt.sampling`) lose every label. Fixed: contexts built exactly as the bank agent
@@ -16,7 +17,6 @@ even when it is handed the true row counts.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import secrets
 from dataclasses import dataclass
@@ -66,24 +66,42 @@ class Recovered:
     labels: np.ndarray | None  # in bank order, rows in table order
 
 
-def tree_sums(model_json: bytes, spec: JobSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Per tree, the sample's size and label sum, from the root's cover and leaf value."""
+@dataclass(frozen=True)
+class Trees:
+    """What each tree of the model says about its sample: every row's probability before the
+    tree (all rows share it: every tree is a root leaf), the root's cover (two significant
+    digits in ``model.json``) and its leaf value (float32-exact)."""
+
+    prob: np.ndarray
+    cover: np.ndarray
+    value: np.ndarray
+
+    def size_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds on each sample's size from the rounded covers (size = cover / (p (1 - p)))."""
+        ulp = 10.0 ** (np.floor(np.log10(self.cover)) - 1)
+        unit = self.prob * (1.0 - self.prob)
+        return (self.cover - ulp / 2) / unit - 1e-9, (self.cover + ulp / 2) / unit + 1e-9
+
+    def label_sums(self, sizes: np.ndarray, spec: JobSpec) -> np.ndarray:
+        """Each sample's label sum, given its exact size: the leaf value is
+        ``-lr * sum(p - y) / (size p (1 - p) + lambda)``."""
+        lr, lam = spec.params.get("learning_rate", 0.3), spec.params.get("reg_lambda", 1.0)
+        hess = sizes * self.prob * (1.0 - self.prob)
+        return np.asarray(sizes * self.prob + self.value * (hess + lam) / lr)
+
+
+def read_trees(model_json: bytes) -> Trees:
     learner = json.loads(model_json)["learner"]
-    trees = learner["gradient_booster"]["model"]["trees"]
-    lr, lam = spec.params.get("learning_rate", 0.3), spec.params.get("reg_lambda", 1.0)
     base = float(learner["learner_model_param"]["base_score"])
     margin = np.log(base / (1.0 - base))
-    sizes, label_sums = [], []
-    for tree in trees:
+    prob, cover, value = [], [], []
+    for tree in learner["gradient_booster"]["model"]["trees"]:
         assert tree["left_children"] == [-1]  # every tree is a root leaf
-        cover, value = float(tree["sum_hessian"][0]), float(tree["base_weights"][0])
-        p = 1.0 / (1.0 + np.exp(-margin))
-        n = cover / (p * (1.0 - p))
-        grad = -value * (cover + lam) / lr  # sum of (p - y) over the sample
-        sizes.append(round(n))
-        label_sums.append(n * p - grad)
-        margin += value
-    return np.array(sizes), np.array(label_sums)
+        prob.append(1.0 / (1.0 + np.exp(-margin)))
+        cover.append(float(tree["sum_hessian"][0]))
+        value.append(float(tree["base_weights"][0]))
+        margin += value[-1]
+    return Trees(np.array(prob), np.array(cover), np.array(value))
 
 
 def public_samples(spec: JobSpec, bank: str, n_trees: int, rows: int) -> np.ndarray:
@@ -94,30 +112,40 @@ def public_samples(spec: JobSpec, bank: str, n_trees: int, rows: int) -> np.ndar
                      for t in range(n_trees)])
 
 
-def find_row_counts(sizes: np.ndarray, masks: list[np.ndarray]) -> tuple[int, ...] | None:
-    """The row counts whose public samples give every tree's sample size (meet in the middle
-    over the last bank)."""
-    prefix = [np.concatenate([np.zeros((len(sizes), 1), int), np.cumsum(m, axis=1)], axis=1)
+def find_row_counts(trees: Trees, masks: list[np.ndarray],
+                    spec: JobSpec) -> tuple[int, ...] | None:
+    """The row counts whose public samples fit every tree's size bounds, and among those the
+    one whose label sums are whole numbers (three banks)."""
+    lo, hi = trees.size_bounds()
+    prefix = [np.concatenate([np.zeros((len(lo), 1), int), np.cumsum(m, axis=1)], axis=1)
               for m in masks]
-    last = {prefix[-1][:, n].tobytes(): n for n in range(1, prefix[-1].shape[1])}
-    for counts in itertools.product(range(1, MAX_ROWS_TRIED + 1), repeat=len(masks) - 1):
-        rest = sizes - sum(p[:, n] for p, n in zip(prefix, counts, strict=False))
-        n_last = last.get(rest.astype(int).tobytes())
-        if n_last is not None:
-            return (*counts, n_last)
-    return None
+    grid = np.arange(1, MAX_ROWS_TRIED + 1)
+    cand = [c.ravel() for c in np.meshgrid(grid, grid, grid, indexing="ij")]
+    for t in range(len(lo)):
+        size = sum(p[t, c] for p, c in zip(prefix, cand, strict=True))
+        keep = (size >= lo[t]) & (size <= hi[t])
+        cand = [c[keep] for c in cand]
+    best, best_err = None, np.inf
+    for counts in zip(*cand, strict=True):
+        sizes = sum(p[:, c] for p, c in zip(prefix, counts, strict=True))
+        sums = trees.label_sums(sizes, spec)
+        err = float(np.abs(sums - np.rint(sums)).max())
+        if err < best_err:
+            best, best_err = tuple(int(c) for c in counts), err
+    return best if best_err < 1e-3 else None
 
 
 def attack(spec: JobSpec, banks: tuple[str, ...], model_json: bytes,
            given_counts: tuple[int, ...] | None = None) -> Recovered:
-    sizes, label_sums = tree_sums(model_json, spec)
-    masks = [public_samples(spec, b, len(sizes), MAX_ROWS_TRIED) for b in banks]
-    counts = find_row_counts(sizes, masks)
+    trees = read_trees(model_json)
+    masks = [public_samples(spec, b, len(trees.cover), MAX_ROWS_TRIED) for b in banks]
+    counts = find_row_counts(trees, masks, spec)
     use = given_counts or counts
     if use is None:
         return Recovered(None, None)
     design = np.hstack([m[:, :n] for m, n in zip(masks, use, strict=True)]).astype(float)
-    solution = np.linalg.lstsq(design, label_sums, rcond=None)[0]
+    sums = trees.label_sums(design.sum(axis=1), spec)
+    solution = np.linalg.lstsq(design, sums, rcond=None)[0]
     return Recovered(counts, (solution > 0.5).astype(float))
 
 
