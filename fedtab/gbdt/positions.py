@@ -41,10 +41,9 @@ class PairPlan:
     released: np.ndarray  # bool per sampled feature: missing bucket summed separately
 
 
-def _fine(rows: np.ndarray | float, min_rows: int) -> np.ndarray:
-    """True where a group of ``rows`` rows may be released: none or at least ``min_rows``."""
-    r = np.rint(np.asarray(rows, dtype=np.float64))
-    return np.asarray((r == 0) | (r >= min_rows))
+def _fine(rows: list[int], min_rows: int) -> bool:
+    """True when every group may be released: none or at least ``min_rows`` rows each."""
+    return all(r == 0 or r >= min_rows for r in rows)
 
 
 def plan_pair(layout: HistLayout, built: np.ndarray, sibling: np.ndarray | None,
@@ -55,23 +54,26 @@ def plan_pair(layout: HistLayout, built: np.ndarray, sibling: np.ndarray | None,
     positions, released = [], np.zeros(len(layout.features), dtype=bool)
     for k in range(len(layout.features)):
         segments = [layout.segment(c, k) for c in nodes]
-        missing = np.array([m for _, m in segments])
-        parent_ok = parent is None or parent.missing_released[k]
-        released[k] = bool(parent_ok and missing.sum() > 0 and _fine(missing, min_rows).all())
-        cums = np.array([np.cumsum(bins) for bins, _ in segments])  # (nodes, n_cuts + 1)
-        ends = cums[:, -1] + np.where(released[k], 0.0, missing)  # rows up to the last group
+        missing = [int(np.rint(m)) for _, m in segments]
+        parent_ok = parent is None or bool(parent.missing_released[k])
+        released[k] = parent_ok and sum(missing) > 0 and _fine(missing, min_rows)
+        cums = np.rint([np.cumsum(bins) for bins, _ in segments]).astype(np.int64)
+        # rows up to the end of the last group (a folded missing bucket belongs to it)
+        ends = [int(c[-1]) + (0 if released[k] else m) for c, m in zip(cums, missing, strict=True)]
         eligible = (parent.positions[k] if parent is not None
                     else np.arange(int(layout.n_cuts[k])))
+        at = cums[:, eligible].T.tolist()  # per eligible position, each node's rows up to it
         kept: list[int] = []
-        last = np.zeros(len(nodes))
-        for b in eligible:
-            step = cums[:, b] - last
-            if np.rint(step).sum() > 0 and _fine(step, min_rows).all():
-                kept.append(int(b))
-                last = cums[:, b]
-        while kept and not _fine(ends - cums[:, kept[-1]], min_rows).all():
+        last = [0] * len(nodes)
+        for j, here in enumerate(at):
+            step = [h - lo for h, lo in zip(here, last, strict=True)]
+            if any(step) and _fine(step, min_rows):
+                kept.append(j)
+                last = here
+        while kept and not _fine([e - h for e, h in zip(ends, at[kept[-1]], strict=True)],
+                                 min_rows):
             kept.pop()
-        positions.append(np.array(kept, dtype=np.int64))
+        positions.append(np.asarray(eligible, dtype=np.int64)[kept])
     return PairPlan(tuple(positions), released)
 
 
