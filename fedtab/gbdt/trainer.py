@@ -11,12 +11,14 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
 * ``tree/t/depth/d/counts``: count histograms (all bins, integer encoding: narrow slots) of the
   nodes to expand at depth ``d`` of tree ``t``. Of each pair of siblings only the one with fewer
   consortium rows is summed; the other is its parent's aggregate minus it. From the counts every
-  bank derives each node's *candidate positions* (:func:`fedtab.gbdt.split.candidate_positions`:
-  occupied bins whose boundary leaves ``min_child_samples`` rows on both sides) and proposes
-  which nodes can still split (``open``).
-* ``tree/t/depth/d/grads``: (gradient, hessian) sums of the same nodes, grouped at the candidate
-  positions only (:mod:`fedtab.gbdt.grad_layout`; typically a quarter fewer ciphertexts than full
-  histograms, and the same model). Every bank finds the same best splits
+  bank derives each pair of siblings' *released positions* (:mod:`fedtab.gbdt.positions`: within
+  the parent's, thinned so that every group of bins between two positions, before the first and
+  after the last holds none or at least ``min_child_samples`` rows of either sibling; missing
+  buckets below the floor are folded and get no learned default direction) and proposes which
+  nodes can still split there (``open``).
+* ``tree/t/depth/d/grads``: (gradient, hessian) sums of the same nodes, grouped at the released
+  positions only (:mod:`fedtab.gbdt.grad_layout`; far fewer ciphertexts than full histograms).
+  Every bank finds the same best splits
   (:mod:`fedtab.gbdt.split`) and proposes them with the children's row counts, hessian sums and
   weights (model facts); committing routes the bank's rows to the children. A tree ends when no
   node can be expanded; its leaves' weights are already known from their parents' splits.
@@ -25,9 +27,11 @@ Privacy: proposals carry only model parts (cut points, base score, splits, node 
 gains and row counts of nodes that the floor allows) and the ids of open nodes, never a
 histogram. Nodes with fewer than ``2 * min_child_samples`` consortium rows are not expanded, so
 every revealed node histogram covers at least ``min_child_samples`` rows (and the root covers
-all sampled rows); so does every bin between released cut points. The length of a ``grads``
-request (seen by the aggregator) is the number of candidate positions of the level, a
-count-derived figure; pad it if that matters.
+all sampled rows); so does every bin between released cut points, and every difference of
+gradient sums a bank can form within a level (:mod:`fedtab.gbdt.positions`). Row and column
+samples are keyed with the job's sampling secrets (:mod:`fedtab.gbdt.sampling`), so no one else
+can tell which rows a tree used. The length of a ``grads`` request (seen by the aggregator) is
+the number of released positions of the level, a count-derived figure; pad it if that matters.
 
 Replay: the model state is a function of the table and the committed proposals, and
 :meth:`GBDTTrainer.next_request` names every step after ``commit()``-only replay (a counts
@@ -64,7 +68,9 @@ class GBDTTrainer(StepMachine):
     """Federated XGBoost-style trainer for ``binary:logistic`` (see module docstring).
 
     Raises :class:`ConfigError` for bad params and :class:`DataContractError` for a table that
-    does not fit the contract's binning.
+    does not fit the contract's binning. ``weakened_positions=True`` releases the unthinned
+    candidate positions of old, which let a bank read another bank's row: for the attack test's
+    positive control only.
     """
 
     def __init__(self, ctx: JobContext, table: LocalTable, *,
