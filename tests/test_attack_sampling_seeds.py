@@ -24,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import InProcessConsortium, make_frames, new_consortium, write_tables
 
 from bank_node.sampling_secret import SECRET_FILE, bank_job_context, bank_sampling_key
+from fedtab.consortium import load_bank_bundle
 from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
+from fedtab.data.validate import load_table
 from fedtab.jobs import JobSpec, create_trainer
-from fedtab.protocol.local_runner import run_plaintext
+from fedtab.protocol.local_runner import run_encrypted, run_plaintext
 from fedtab.protocol.steps import JobContext
 
 BANKS = ("bank_a", "bank_b", "bank_c")
@@ -207,3 +210,32 @@ def test_secret_sampling_leaves_the_attacker_at_chance(
     again = bank_job_context(JOB_ID, "bank_a", BANKS, SPEC, b"k" * 32, tmp_path / "bank_a")
     assert again.bank_secret == contexts["bank_a"].bank_secret  # a restart draws the same rows
     assert bank_sampling_key(tmp_path / "bank_a") == bank_sampling_key(tmp_path / "bank_a")
+
+
+def test_bank_agents_always_sample_with_their_secrets(tmp_path: Path) -> None:
+    """Over real mTLS gRPC, the model is the one the agents' secret-keyed contexts give, not the
+    public derivation's; each bank's sampling key sits in its folder, mode 0600."""
+    contract, paths = write_tables(tmp_path / "data", make_frames(rows=300))
+    folder = new_consortium(tmp_path / "consortium", contract, key_bits=1024)
+    spec = JobSpec("gbdt", {"n_estimators": 3, "max_depth": 2, "subsample": 0.6,
+                            "colsample_bytree": 0.7, "min_child_samples": 50}, seed=4)
+    with InProcessConsortium(folder, paths) as cons, cons.operator_client() as client:
+        job_id = client.submit(spec)
+        client.wait(job_id, timeout=300)
+        model = client.fetch_artifacts(job_id)["model.json"]
+    banks = tuple(sorted(paths))
+    bundles = {b: load_bank_bundle(folder / "banks" / b) for b in banks}
+    for bundle in bundles.values():
+        assert (bundle.directory / SECRET_FILE).stat().st_mode & 0o777 == 0o600
+
+    def reference(keyed: bool) -> bytes:
+        trainers = {}
+        for b in banks:
+            ctx = (bank_job_context(job_id, b, banks, spec, bundles[b].shard_key,
+                                    bundles[b].directory) if keyed
+                   else JobContext(job_id, b, banks, spec.seed, dict(spec.params)))
+            trainers[b] = create_trainer(spec, ctx, load_table(paths[b], contract))
+        return run_encrypted(trainers, bundles[banks[0]].private_key).artifacts["model.json"]
+
+    assert model == reference(keyed=True)
+    assert model != reference(keyed=False)
