@@ -17,6 +17,7 @@ import click
 
 from bank_node.policy import DEFAULT_PRIVACY_FLOOR
 from fedtab.cli.edge import reports_errors
+from fedtab.cli.table_options import DATA_HELP, database_options
 
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -45,8 +46,8 @@ def bank() -> None:
 
 @bank.command()
 @click.argument("bundle_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data", "data_path", required=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="The bank's table.")
+@click.option("--data", "data_path", default=None, metavar="PATH|URL", help=DATA_HELP)
+@database_options
 @click.option("--holdout", "holdout_path", default=None,
               type=click.Path(dir_okay=False, path_type=Path),
               help="The bank's holdout table for evaluate jobs (validated like --data).")
@@ -67,8 +68,9 @@ def bank() -> None:
               "it (repeatable).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @reports_errors
-def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
-         verbose: bool, holdout_path: Path | None = None,
+def join(bundle_dir: Path, data_path: str | None, address: str | None, workers: int,
+         verbose: bool, query: str | None = None, db_table: str | None = None,
+         data_url_file: Path | None = None, holdout_path: Path | None = None,
          give_up_after: float = 600.0, privacy_floor: int = DEFAULT_PRIVACY_FLOOR,
          approved_models: tuple[Path, ...] = ()) -> None:
     """Join with the bank folder BUNDLE_DIR (e.g. DIR/banks/NAME) and serve jobs."""
@@ -78,11 +80,13 @@ def join(bundle_dir: Path, data_path: Path, address: str | None, workers: int,
     from bank_node.agent import BankAgent
     from bank_node.policy import BankPolicy
     from fedtab.consortium import load_bank_bundle
+    from fedtab.data.sources import load_source, table_source
     from fedtab.data.validate import load_table
 
+    source = table_source(data_path, query=query, table=db_table, url_file=data_url_file)
     bundle = load_bank_bundle(bundle_dir)
-    table = load_table(data_path, bundle.contract)
-    click.echo(f"{bundle.name}: {data_path} matches the contract ({table.n_rows} rows)", err=True)
+    table = load_source(source, bundle.contract)
+    click.echo(f"{bundle.name}: {source} matches the contract ({table.n_rows} rows)", err=True)
     holdout = None
     if holdout_path is not None:
         holdout = load_table(holdout_path, bundle.contract)

@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 from fedtab.cli.edge import reports_errors
-from fedtab.data.tables import read_table
+from fedtab.cli.table_options import DATA_HELP, database_options
+from fedtab.data.sources import read_source, table_source, with_row_key
+from fedtab.errors import DataContractError
 from fedtab.metrics import describe_difference, holdout_uncertainty, with_intervals
 from fedtab.report import ReportEntry, describe_model_file, format_table, write_report
 from fedtab.scoring import Evaluation, evaluate_model, load_model
@@ -56,8 +58,9 @@ def _notes(uncertainty: dict[str, Any]) -> list[str]:
 @click.option("--model", "model_path", type=_FILE, required=True,
               envvar="FEDTAB_EVALUATE_MODEL", show_envvar=True,
               help="model.json: fedtab logreg or XGBoost JSON with an embedded contract.")
-@click.option("--data", type=click.Path(path_type=Path), required=True, show_envvar=True,
-              help="The holdout table (.csv, .parquet or .pq).")
+@click.option("--data", default=None, show_envvar=True, metavar="PATH|URL",
+              help="The holdout. " + DATA_HELP)
+@database_options
 @click.option("--label", default=None, show_envvar=True,
               help="The 0/1 label column [default: the model contract's label].")
 @click.option("--baseline", "baseline_path", type=_FILE, default=None,
@@ -70,20 +73,28 @@ def _notes(uncertainty: dict[str, Any]) -> list[str]:
 @reports_errors
 def evaluate(
     model_path: Path,
-    data: Path,
+    data: str | None,
     label: str | None,
     baseline_path: Path | None,
     as_json: bool,
     report_dir: Path | None,
+    query: str | None = None,
+    db_table: str | None = None,
+    data_url_file: Path | None = None,
 ) -> None:
     """Evaluate MODEL on the holdout DATA: ROC-AUC, PR-AUC, recall at low FPR, Brier, ..."""
+    source = table_source(data, query=query, table=db_table, url_file=data_url_file)
+    data = source.describe()  # how the output names the holdout (a URL's password masked)
     model = load_model(model_path)
     baseline = None if baseline_path is None else load_model(baseline_path)
-    frame = read_table(data)
-    result = evaluate_model(model, frame, label, source=str(data))
-    compared = None if baseline is None else evaluate_model(
-        baseline, frame, result.label, source=str(data)
-    )
+    frame = read_source(source)
+    try:
+        result = evaluate_model(model, frame, label, source=data)
+        compared = None if baseline is None else evaluate_model(
+            baseline, frame, result.label, source=data
+        )
+    except DataContractError as exc:
+        raise DataContractError(with_row_key(str(exc), frame, model.contract.id_column)) from exc
     evaluations = [("model", result)] + ([] if compared is None else [("baseline", compared)])
     uncertainty = _uncertainty(evaluations)
     shown = {name: with_intervals(e.metrics, uncertainty, name) for name, e in evaluations}

@@ -13,13 +13,15 @@ from pathlib import Path
 import click
 
 from fedtab.cli.edge import reports_errors
+from fedtab.cli.table_options import database_options
 from fedtab.data.contract import DataContract
 from fedtab.data.infer import DEFAULT_MAX_CATEGORIES, infer_contract
-from fedtab.data.tables import read_table
-from fedtab.data.validate import RANGE_TOLERANCE, load_table
+from fedtab.data.sources import load_source, read_source, table_source, with_row_key
+from fedtab.data.validate import RANGE_TOLERANCE
 from fedtab.errors import DataContractError
 
-_TABLE = click.Path(path_type=Path)
+# A file path or a database URL (with --query/--table); optional with --data-url-file.
+_TABLE = click.STRING
 
 
 @click.group()
@@ -28,7 +30,8 @@ def schema() -> None:
 
 
 @schema.command("infer")
-@click.argument("data", type=_TABLE)
+@click.argument("data", type=_TABLE, required=False)
+@database_options
 @click.option("--label", required=True, show_envvar=True, help="The 0/1 label column.")
 @click.option(
     "--id",
@@ -55,18 +58,21 @@ def schema() -> None:
 )
 @reports_errors
 def infer(
-    data: Path, label: str, id_column: str | None, out: Path | None, max_categories: int
+    data: str | None, label: str, id_column: str | None, out: Path | None, max_categories: int,
+    query: str | None = None, db_table: str | None = None, data_url_file: Path | None = None,
 ) -> None:
-    """Infer the data contract of DATA (.csv, .parquet or .pq).
+    """Infer the data contract of DATA (.csv, .parquet or .pq; or a database URL with --query
+    or --table).
 
     Numeric ranges are rounded outward to two significant digits so the shared contract does
     not reveal exact extremes.
     """
-    frame = read_table(data)
+    source = table_source(data, query=query, table=db_table, url_file=data_url_file)
+    frame = read_source(source)
     try:
         contract = infer_contract(frame, label, id_column, max_categories=max_categories)
     except DataContractError as exc:
-        raise DataContractError(f"{data}: {exc}") from exc
+        raise DataContractError(f"{source}: {with_row_key(str(exc), frame, id_column)}") from exc
     if out is None:
         click.echo(contract.to_json(), nl=False)
         return
@@ -79,7 +85,8 @@ def infer(
 
 
 @schema.command("check")
-@click.argument("data", type=_TABLE)
+@click.argument("data", type=_TABLE, required=False)
+@database_options
 @click.option(
     "--schema",
     "schema_path",
@@ -105,10 +112,16 @@ def infer(
     help="How many range widths beyond a numeric range a value may lie.",
 )
 @reports_errors
-def check(data: Path, schema_path: Path, allow_extra: bool, range_tolerance: float) -> None:
-    """Check that DATA follows the contract; print a one-line summary."""
+def check(
+    data: str | None, schema_path: Path, allow_extra: bool, range_tolerance: float,
+    query: str | None = None, db_table: str | None = None, data_url_file: Path | None = None,
+) -> None:
+    """Check that DATA (a file, or a database URL with --query/--table) follows the contract;
+    print a one-line summary."""
+    source = table_source(data, query=query, table=db_table, url_file=data_url_file)
     contract = DataContract.load(schema_path)
-    table = load_table(data, contract, allow_extra=allow_extra, range_tolerance=range_tolerance)
+    table = load_source(source, contract, allow_extra=allow_extra,
+                        range_tolerance=range_tolerance)
     click.echo(
         f"ok: {table.n_rows} rows, {len(contract.features)} features, "
         f"{int(table.y.sum())} positives"

@@ -16,11 +16,14 @@ import click
 
 from fedtab.cli.edge import reports_errors
 from fedtab.cli.progress import print_progress
+from fedtab.data.sources import is_database_url
 from fedtab.errors import ConfigError
 from fedtab.jobs import JobSpec, job_kind, simulated_kinds
 from fedtab.simulation.inputs import (
+    BankTable,
     SimulationInputs,
     bank_file_inputs,
+    bank_source,
     split_table_inputs,
     synthetic_inputs,
 )
@@ -30,7 +33,8 @@ from fedtab.simulation.runner import SimulationConfig, run_simulation, summary_l
 # 2048-bit key (about two minutes) while showing what federation buys each bank.
 DEFAULT_ROWS = 150_000
 class BankFileType(click.ParamType):
-    """``NAME=PATH`` for one bank's table."""
+    """``NAME=PATH`` for one bank's table, or ``NAME=URL#TABLE`` / ``NAME=URL#SELECT ...`` for
+    a database table or query (:func:`fedtab.simulation.inputs.bank_source`)."""
 
     name = "NAME=PATH"
 
@@ -40,6 +44,11 @@ class BankFileType(click.ParamType):
         name, sep, path = str(value).partition("=")
         if not sep or not name or not path:
             self.fail(f"{value!r} is not NAME=PATH", param, ctx)
+        if is_database_url(path):
+            try:
+                return name, bank_source(path)
+            except ConfigError as exc:
+                self.fail(f"bank {name!r}: {exc}", param, ctx)
         if not Path(path).is_file():
             self.fail(f"bank {name!r}: file {path!r} does not exist", param, ctx)
         return name, Path(path)
@@ -52,7 +61,8 @@ class BankFileType(click.ParamType):
     envvar="FEDTAB_SIMULATE_BANK_FILE",
     type=BankFileType(),
     multiple=True,
-    help="A bank's table as NAME=PATH (repeat per bank).",
+    help="A bank's table as NAME=PATH, or NAME=URL#TABLE or NAME=URL#SELECT... for a "
+    "database (repeat per bank).",
 )
 @click.option(
     "--data",
@@ -133,7 +143,7 @@ class BankFileType(click.ParamType):
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
 @reports_errors
 def simulate(
-    bank_files: tuple[tuple[str, Path], ...],
+    bank_files: tuple[tuple[str, BankTable], ...],
     data_path: Path | None,
     label: str | None,
     id_column: str | None,
@@ -199,7 +209,7 @@ def _job_spec(kind: str, params_path: Path | None, seed: int, allow_two: bool) -
 
 
 def _inputs(
-    bank_files: tuple[tuple[str, Path], ...],
+    bank_files: tuple[tuple[str, BankTable], ...],
     data_path: Path | None,
     label: str | None,
     id_column: str | None,
@@ -218,7 +228,9 @@ def _inputs(
         names = [name for name, _ in bank_files]
         if len(set(names)) != len(names):
             raise ConfigError(f"bank names repeat in --bank-file: {names}")
-        return bank_file_inputs(dict(bank_files), str(label), id_column=id_column)
+        return bank_file_inputs(
+            dict(bank_files), str(label), id_column=id_column, data_dir=data_dir
+        )
     if data_path is not None:
         return split_table_inputs(
             data_dir, data_path, str(label), n_banks, how=split, seed=seed, id_column=id_column

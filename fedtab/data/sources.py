@@ -239,7 +239,7 @@ def _engine(source: TableSource) -> Any:
 
     try:
         url = make_url(source.location)
-    except (sa.exc.ArgumentError, ValueError) as exc:
+    except (sa.exc.ArgumentError, ValueError):
         raise DataContractError(
             f"{mask_url(source.location)}: not a database URL this version understands"
         ) from None

@@ -1,12 +1,17 @@
-"""Where a simulation's bank tables come from: synthetic data, one split table, or bank files.
+"""Where a simulation's bank tables come from: synthetic data, one split table, or bank files
+(or database tables).
 
 Every source ends as :class:`SimulationInputs`: a contract and, per bank, a training file and
 (where the source has one) a holdout file, all written under the simulation's output folder so
-the bank processes read them like real banks would.
+the bank processes read them like real banks would. A bank table from a database is read once
+and copied to ``DATA_DIR/NAME/train.parquet`` (Parquet keeps the column types the query
+returned), so the bank process and the baselines score the same rows; the database URL (and a
+password in it) is never passed to another process.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +21,15 @@ import pandas as pd
 from fedtab.atomic import atomic_write_text
 from fedtab.data.contract import DataContract
 from fedtab.data.infer import infer_contract
+from fedtab.data.sources import (
+    TableSource,
+    mask_url,
+    read_source,
+    table_source,
+    with_row_key,
+)
 from fedtab.data.tables import read_table
-from fedtab.errors import ConfigError
+from fedtab.errors import ConfigError, DataContractError
 from fedtab.simulation.splits import split_banks
 from fedtab.synthetic import generate_consortium, write_consortium
 
@@ -82,13 +94,38 @@ def split_table_inputs(
     )
 
 
+BankTable = Path | TableSource
+_POOLED_ROW = re.compile(r"\brow (\d+)\b")
+
+
+def bank_source(value: str) -> TableSource:
+    """A database bank table written ``URL#TABLE`` or ``URL#SELECT ...`` (a fragment with a
+    space in it is a query, otherwise a table name).
+
+    Raises:
+        ConfigError: no ``#`` part; the URL masked in the message.
+    """
+    url, _, what = value.partition("#")
+    what = what.strip()
+    if not what:
+        raise ConfigError(f"{mask_url(url)}: add #TABLE or #SELECT ... after the database URL")
+    if any(ch.isspace() for ch in what):
+        return table_source(url, query=what)
+    return table_source(url, table=what)
+
+
 def bank_file_inputs(
-    bank_files: Mapping[str, Path], label: str, *, id_column: str | None = None
+    bank_files: Mapping[str, BankTable],
+    label: str,
+    *,
+    id_column: str | None = None,
+    data_dir: Path | None = None,
 ) -> SimulationInputs:
-    """Use each bank's own file as its training table; infer one contract over all of them."""
+    """Use each bank's own file (or database table) as its training table; infer one contract
+    over all of them. Database tables are copied to ``data_dir/NAME/train.parquet``."""
     if not bank_files:
         raise ConfigError("no --bank-file given")
-    frames = {name: read_table(path) for name, path in bank_files.items()}
+    frames = {name: _read_bank(table) for name, table in bank_files.items()}
     columns = {name: list(frame.columns) for name, frame in frames.items()}
     first_name, first_columns = next(iter(columns.items()))
     for name, cols in columns.items():
@@ -97,6 +134,43 @@ def bank_file_inputs(
                 f"bank {name!r} has columns that differ from bank {first_name!r}: "
                 f"{sorted(set(cols) ^ set(first_columns))}"
             )
-    contract = infer_contract(pd.concat(frames.values(), ignore_index=True), label, id_column)
-    banks = tuple(BankInput(name, Path(path)) for name, path in sorted(bank_files.items()))
-    return SimulationInputs(contract, banks, f"{len(banks)} bank files")
+    pooled = pd.concat(frames.values(), ignore_index=True)
+    try:
+        contract = infer_contract(pooled, label, id_column)
+    except DataContractError as exc:
+        raise _bank_error(str(exc), frames, bank_files, id_column) from exc
+    banks = []
+    for name, table in sorted(bank_files.items()):
+        if isinstance(table, TableSource):
+            if data_dir is None:
+                raise ConfigError(f"bank {name!r}: a database table needs a data folder")
+            path = data_dir / name / "train.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frames[name].to_parquet(path, index=False)
+            banks.append(BankInput(name, path))
+        else:
+            banks.append(BankInput(name, Path(table)))
+    return SimulationInputs(contract, tuple(banks), f"{len(banks)} bank files")
+
+
+def _read_bank(table: BankTable) -> pd.DataFrame:
+    if isinstance(table, TableSource):
+        return read_source(table)
+    return read_table(Path(table))
+
+
+def _bank_error(message: str, frames: Mapping[str, pd.DataFrame],
+                bank_files: Mapping[str, BankTable], id_column: str | None) -> DataContractError:
+    """A pooled-inference error about ``row N`` retold as that bank's source and row."""
+    found = _POOLED_ROW.search(message)
+    if found is None:
+        return DataContractError(message)
+    row = int(found.group(1))
+    for name, frame in frames.items():
+        if row <= len(frame):
+            local = f"{message[: found.start(1)]}{row}{message[found.end(1):]}"
+            return DataContractError(
+                f"bank {name!r}, {bank_files[name]}: {with_row_key(local, frame, id_column)}"
+            )
+        row -= len(frame)
+    return DataContractError(message)
