@@ -18,6 +18,7 @@ process listings.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from collections.abc import Iterator
@@ -151,11 +152,20 @@ def read_source(source: TableSource, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) ->
     if not source.is_database:
         return read_table(source.path)
     chunks = list(_query_chunks(source, chunk_rows))
-    if len(chunks) == 1:
-        return chunks[0]
     # A column that is NULL throughout one chunk comes back as object; infer_objects gives the
     # whole column the type its values share (float for numbers with gaps).
-    return pd.concat(chunks, ignore_index=True).infer_objects()
+    frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+    return _dates_as_datetime(frame.infer_objects())
+
+
+def _dates_as_datetime(frame: pd.DataFrame) -> pd.DataFrame:
+    """DATE columns arrive as Python ``date`` objects: make them datetime64, so validation
+    says a date is not a number (as it does for a Parquet date column)."""
+    for name in frame.select_dtypes(include="object").columns:
+        present = frame[name].dropna()
+        if len(present) and isinstance(present.iloc[0], datetime.date):
+            frame[name] = pd.to_datetime(frame[name], errors="coerce")
+    return frame
 
 
 def load_source(
