@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fedtab.data.contract import DataContract, LocalTable
@@ -161,7 +162,7 @@ def read_source(source: TableSource, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) ->
 def _dates_as_datetime(frame: pd.DataFrame) -> pd.DataFrame:
     """DATE columns arrive as Python ``date`` objects: make them datetime64, so validation
     says a date is not a number (as it does for a Parquet date column)."""
-    for name in frame.select_dtypes(include="object").columns:
+    for name in [c for c in frame.columns if frame[c].dtype == np.dtype(object)]:
         present = frame[name].dropna()
         if len(present) and isinstance(present.iloc[0], datetime.date):
             frame[name] = pd.to_datetime(frame[name], errors="coerce")
