@@ -162,10 +162,12 @@ def read_source(source: TableSource, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) ->
 def _dates_as_datetime(frame: pd.DataFrame) -> pd.DataFrame:
     """DATE columns arrive as Python ``date`` objects: make them datetime64, so validation
     says a date is not a number (as it does for a Parquet date column)."""
-    for name in [c for c in frame.columns if frame[c].dtype == np.dtype(object)]:
-        present = frame[name].dropna()
+    for index, dtype in enumerate(frame.dtypes):
+        if dtype != np.dtype(object):
+            continue
+        present = frame.iloc[:, index].dropna()
         if len(present) and isinstance(present.iloc[0], datetime.date):
-            frame[name] = pd.to_datetime(frame[name], errors="coerce")
+            frame.isetitem(index, pd.to_datetime(frame.iloc[:, index], errors="coerce"))
     return frame
 
 
