@@ -2,6 +2,8 @@
 
 - :mod:`fedtab.data.contract` — ``DataContract``, ``FeatureSpec``, ``LocalTable``;
 - :mod:`fedtab.data.tables` — ``read_table`` (CSV/Parquet with one-line errors);
+- :mod:`fedtab.data.sources` — ``TableSource``, ``read_source``, ``load_source`` (a file, or a
+  database URL with a query or table, read in chunks; passwords masked);
 - :mod:`fedtab.data.infer` — ``infer_contract`` (ranges rounded outward);
 - :mod:`fedtab.data.validate` — ``validate_table``, ``load_table``, ``encode_features``.
 
