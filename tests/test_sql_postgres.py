@@ -193,14 +193,36 @@ def test_database_failures_are_one_line_without_the_password(
     assert password not in result.output and RISK_PASSWORD not in line
 
 
-@pytest.mark.slow
-def test_job_with_every_bank_reading_postgres(bank_db: dict, tmp_path: Path) -> None:
-    """Three `bank join` processes read their rows from PostgreSQL (password from a PGPASSFILE),
-    a logreg job trains, and the model is the one the same job trains from the CSV files."""
+@pytest.fixture(scope="module")
+def consortium(bank_db: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fedtab.data.contract import DataContract
 
-    consortium = new_consortium(tmp_path / "consortium",
-                                DataContract.load(bank_db["contract"]), BANK_NAMES)
+    return new_consortium(tmp_path_factory.mktemp("pg-cons") / "consortium",
+                          DataContract.load(bank_db["contract"]), BANK_NAMES)
+
+
+def test_bank_join_process_never_shows_the_password(bank_db: dict, consortium: Path,
+                                                    tmp_path: Path) -> None:
+    """`bank join -v` (debug logging) and `simulate` refusing a URL: neither prints it."""
+    wrong = bank_db["url"].replace(RISK_PASSWORD, RISK_PASSWORD + "-wrong")
+    for name, url in (("good", bank_db["url"]), ("wrong", wrong)):
+        process = ServiceProcess(name, [
+            "bank", "join", str(consortium / "banks" / "metro_bank"), "-v", "--data", url,
+            "--table", "no_such_table", "--aggregator", "127.0.0.1:1"], tmp_path)
+        assert process.process.wait(timeout=60) == DataContractError.exit_code
+        lines = process.output().splitlines()
+        assert len(lines) == 1 and bank_db["masked"] in lines[0], lines
+        assert RISK_PASSWORD not in process.output()
+    result = run(["simulate", "--bank-file", bank_db["url"], "--label", "is_fraud"])
+    assert result.exit_code == 2 and bank_db["masked"] in result.output
+    assert RISK_PASSWORD not in result.output
+
+
+@pytest.mark.slow
+def test_job_with_every_bank_reading_postgres(bank_db: dict, consortium: Path,
+                                              tmp_path: Path) -> None:
+    """Three `bank join` processes read their rows from PostgreSQL (password from a PGPASSFILE),
+    a logreg job trains, and the model is the one the same job trains from the CSV files."""
     passfile = tmp_path / "pgpass"
     passfile.write_text(f"127.0.0.1:*:bank:risk:{RISK_PASSWORD}\n")
     passfile.chmod(0o600)

@@ -16,7 +16,7 @@ import click
 
 from fedtab.cli.edge import reports_errors
 from fedtab.cli.progress import print_progress
-from fedtab.data.sources import is_database_url
+from fedtab.data.sources import is_database_url, mask_url
 from fedtab.errors import ConfigError
 from fedtab.jobs import JobSpec, job_kind, simulated_kinds
 from fedtab.simulation.inputs import (
@@ -43,7 +43,7 @@ class BankFileType(click.ParamType):
             return value
         name, sep, path = str(value).partition("=")
         if not sep or not name or not path:
-            self.fail(f"{value!r} is not NAME=PATH", param, ctx)
+            self.fail(f"{mask_url(str(value))!r} is not NAME=PATH", param, ctx)
         if is_database_url(path):
             try:
                 return name, bank_source(path)
