@@ -106,13 +106,16 @@ def table_source(
     url_file: Path | None = None,
 ) -> TableSource:
     """Build a source from command-line values: ``--data``, ``--query``, ``--table`` and
-    ``--data-url-file`` (a file whose first line is the database URL).
+    ``--data-url-file`` (a file whose first line that is not blank or a ``#`` comment is the
+    database URL).
 
     Raises:
         ConfigError: neither or both of ``data`` and ``url_file``; a URL without exactly one of
             ``query``/``table``; ``query``/``table`` with a file path; an unreadable URL file.
     """
-    if (data is None) == (url_file is None):
+    if data is not None and url_file is not None:
+        raise ConfigError("give --data or --data-url-file, not both")
+    if data is None and url_file is None:
         raise ConfigError("give the table as --data PATH_OR_URL or --data-url-file FILE")
     location = str(data) if data is not None else _read_url_file(Path(str(url_file)))
     if not is_database_url(location):
@@ -120,7 +123,7 @@ def table_source(
             raise ConfigError(f"{url_file}: does not hold a database URL (scheme://...)")
         if query is not None or table is not None:
             raise ConfigError("--query and --table go with a database URL, not a file path")
-        return TableSource(location)
+        return TableSource(str(Path(location)))
     if (query is None) == (table is None):
         raise ConfigError(
             f"{mask_url(location)}: give exactly one of --query SQL or --table NAME"
