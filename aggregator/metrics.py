@@ -26,13 +26,14 @@ from aggregator.coordinator import ATTACH_WINDOW_SECONDS, Coordinator
 from aggregator.observer import CoordinatorObserver, OpsSnapshot
 from fedtab.crypto.ciphertexts import EncryptedVector
 from fedtab.errors import ConfigError, FedtabError
-from fedtab.protocol.exchange import Upload
+from fedtab.protocol.exchange import PayloadKind, Upload
 from fedtab.transport.messages import JobState
 
 PREFIX = "fedtab_aggregator"
 # Commit-to-commit seconds: a profile step takes well under a second, a GBDT level with a
 # 2048-bit key and many banks can take minutes.
 STEP_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+RECEIVED_KINDS = tuple(k.name.lower() for k in PayloadKind if k is not PayloadKind.ABORT)
 
 
 class SnapshotCollector(Collector):
@@ -90,6 +91,9 @@ class AggregatorMetrics(CoordinatorObserver):
         self.refused_total = Counter(
             f"{PREFIX}_refused_messages", "RPCs refused, by RPC and reason (error class).",
             ["rpc", "reason"], registry=self.registry)
+        for kind in RECEIVED_KINDS:  # present at 0 from the start, so rate() works at once
+            self.received_bytes.labels(kind)
+        self.ciphertexts.labels("contribution")  # the only uploads made of ciphertexts
         self.registry.register(SnapshotCollector(coordinator.snapshot))
         coordinator.observer = self
 
