@@ -66,6 +66,7 @@ def setup_logging(log_format: str, verbose: bool = False,
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(fields))
     logging.basicConfig(level=level, handlers=[handler])
+    logging.captureWarnings(True)  # Python warnings as records too, not free text
 
 
 def set_fields(**fields: Any) -> None:
