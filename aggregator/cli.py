@@ -11,7 +11,6 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import click
 
@@ -19,12 +18,6 @@ from fedtab.cli.edge import reports_errors
 from fedtab.cli.logfmt import LOG_FORMATS, announce, set_fields, setup_logging
 from fedtab.errors import ConfigError
 from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS
-
-if TYPE_CHECKING:
-    import grpc
-
-    from aggregator.coordinator import Coordinator
-    from aggregator.metrics import MetricsEndpoint
 
 log = logging.getLogger("fedtab.aggregator")
 
@@ -74,6 +67,9 @@ def serve(bundle_dir: Path, listen: str | None, state_dir: Path | None,
           log_format: str = "text") -> None:
     """Serve the consortium in BUNDLE_DIR (e.g. DIR/aggregator) until interrupted."""
     setup_logging(log_format, verbose)
+    metrics_at = check_listen(metrics_address, "--metrics") if metrics_address else None
+    health_at = check_listen(health_listen, "--health-listen") if health_listen else None
+    from aggregator.ops import OpsEndpoints
     from aggregator.service import build_coordinator, create_server
     from fedtab.consortium import load_aggregator_bundle, parse_address
 
@@ -83,7 +79,7 @@ def serve(bundle_dir: Path, listen: str | None, state_dir: Path | None,
         _, port = parse_address(bundle.config.aggregator_address)
         listen = f"0.0.0.0:{port}"
     coordinator = build_coordinator(bundle, state_dir=state_dir, bank_timeout=bank_timeout)
-    ops = OpsEndpoints(coordinator, metrics_address, health_listen)
+    ops = OpsEndpoints(coordinator, metrics_at, health_at)
     try:
         server, port = create_server(bundle, check_listen(listen), coordinator=coordinator,
                                      health=ops.health)
@@ -110,48 +106,3 @@ def serve(bundle_dir: Path, listen: str | None, state_dir: Path | None,
     ops.close()
     announce(log, log_format, "aggregator stopped")
 
-
-class OpsEndpoints:
-    """The health service and, on request, the metrics endpoint and plaintext probe port."""
-
-    def __init__(self, coordinator: Coordinator, metrics_address: str | None,
-                 health_listen: str | None) -> None:
-        from aggregator.health import AggregatorHealth
-
-        self.health = AggregatorHealth()
-        self.metrics: MetricsEndpoint | None = None
-        self.probe: grpc.Server | None = None
-        self.probe_port = 0
-        if health_listen is not None:
-            address = check_listen(health_listen, "--health-listen")
-            self.probe, self.probe_port = self.health.probe_server(address)
-            self.probe.start()
-        if metrics_address is not None:
-            from aggregator.metrics import AggregatorMetrics, MetricsEndpoint
-
-            address = check_listen(metrics_address, "--metrics")
-            try:
-                self.metrics = MetricsEndpoint(AggregatorMetrics(coordinator), address)
-            except ConfigError:
-                self.close()
-                raise
-
-    def ports(self) -> dict[str, int]:
-        """The bound ports, for the JSON startup record."""
-        ports = {"health_port": self.probe_port} if self.probe is not None else {}
-        if self.metrics is not None:
-            ports["metrics_port"] = self.metrics.port
-        return ports
-
-    def describe(self) -> str:
-        """The endpoints, for the human startup line."""
-        text = f"; metrics at {self.metrics.url}" if self.metrics is not None else ""
-        if self.probe is not None:
-            text += f"; plaintext health checks on port {self.probe_port}"
-        return text
-
-    def close(self) -> None:
-        if self.probe is not None:
-            self.probe.stop(grace=1.0).wait()
-        if self.metrics is not None:
-            self.metrics.close()
