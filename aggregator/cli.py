@@ -52,7 +52,7 @@ def aggregator() -> None:
               help="Write the bound port here once listening.")
 @click.option("--bank-timeout", type=float, default=DEFAULT_BANK_TIMEOUT_SECONDS,
               show_default=True, help="Seconds a bank may be absent before its job fails.")
-@click.option("--metrics", "metrics_address", default=None, metavar="HOST:PORT",
+@click.option("--metrics", default=None, metavar="HOST:PORT",
               help="Serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics.")
 @click.option("--health-listen", default=None, metavar="HOST:PORT",
               help="Also serve the gRPC health service alone, in plaintext, on HOST:PORT "
@@ -63,11 +63,11 @@ def aggregator() -> None:
 @reports_errors
 def serve(bundle_dir: Path, listen: str | None, state_dir: Path | None,
           port_file: Path | None, bank_timeout: float, verbose: bool,
-          metrics_address: str | None = None, health_listen: str | None = None,
+          metrics: str | None = None, health_listen: str | None = None,
           log_format: str = "text") -> None:
     """Serve the consortium in BUNDLE_DIR (e.g. DIR/aggregator) until interrupted."""
     setup_logging(log_format, verbose)
-    metrics_at = check_listen(metrics_address, "--metrics") if metrics_address else None
+    metrics_at = check_listen(metrics, "--metrics") if metrics else None
     health_at = check_listen(health_listen, "--health-listen") if health_listen else None
     from aggregator.ops import OpsEndpoints
     from aggregator.service import build_coordinator, create_server
