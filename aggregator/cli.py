@@ -15,15 +15,18 @@ from types import FrameType
 import click
 
 from fedtab.cli.edge import reports_errors
+from fedtab.cli.logfmt import LOG_FORMATS, announce, set_fields, setup_logging
 from fedtab.errors import ConfigError
 from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS
 
+log = logging.getLogger("fedtab.aggregator")
 
-def check_listen(text: str) -> str:
+
+def check_listen(text: str, option: str = "--listen") -> str:
     """Validate ``HOST:PORT`` to bind (port 0 = any free port); raises ConfigError."""
     host, sep, port = text.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--listen must be HOST:PORT (PORT 0-65535), got {text!r}")
+        raise ConfigError(f"{option} must be HOST:PORT (PORT 0-65535), got {text!r}")
     return text.strip()
 
 
@@ -49,22 +52,40 @@ def aggregator() -> None:
               help="Write the bound port here once listening.")
 @click.option("--bank-timeout", type=float, default=DEFAULT_BANK_TIMEOUT_SECONDS,
               show_default=True, help="Seconds a bank may be absent before its job fails.")
+@click.option("--metrics", default=None, metavar="HOST:PORT",
+              help="Serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics.")
+@click.option("--health-listen", default=None, metavar="HOST:PORT",
+              help="Also serve the gRPC health service alone, in plaintext, on HOST:PORT "
+              "(for load balancers and Kubernetes probes; the mTLS port always serves it).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
+              show_default=True, help="Log lines as text, or one JSON object per line.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @reports_errors
 def serve(bundle_dir: Path, listen: str | None, state_dir: Path | None,
-          port_file: Path | None, bank_timeout: float, verbose: bool) -> None:
+          port_file: Path | None, bank_timeout: float, verbose: bool,
+          metrics: str | None = None, health_listen: str | None = None,
+          log_format: str = "text") -> None:
     """Serve the consortium in BUNDLE_DIR (e.g. DIR/aggregator) until interrupted."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from aggregator.service import create_server
+    setup_logging(log_format, verbose)
+    metrics_at = check_listen(metrics, "--metrics") if metrics else None
+    health_at = check_listen(health_listen, "--health-listen") if health_listen else None
+    from aggregator.ops import OpsEndpoints
+    from aggregator.service import build_coordinator, create_server
     from fedtab.consortium import load_aggregator_bundle, parse_address
 
     bundle = load_aggregator_bundle(bundle_dir)
+    set_fields(consortium=bundle.config.consortium_id)
     if listen is None:
         _, port = parse_address(bundle.config.aggregator_address)
         listen = f"0.0.0.0:{port}"
-    server, port = create_server(bundle, check_listen(listen), state_dir=state_dir,
-                                 bank_timeout=bank_timeout)
+    coordinator = build_coordinator(bundle, state_dir=state_dir, bank_timeout=bank_timeout)
+    ops = OpsEndpoints(coordinator, metrics_at, health_at)
+    try:
+        server, port = create_server(bundle, check_listen(listen), coordinator=coordinator,
+                                     health=ops.health)
+    except ConfigError:
+        ops.close()
+        raise
     stopped = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -73,10 +94,15 @@ def serve(bundle_dir: Path, listen: str | None, state_dir: Path | None,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
+    ops.health.serving()  # state loaded, server accepting
     if port_file is not None:
         write_port_file(port_file, port)
-    click.echo(f"aggregator of consortium {bundle.config.consortium_id} listening on port "
-               f"{port} (banks: {', '.join(bundle.config.banks)})", err=True)
+    announce(log, log_format, f"aggregator of consortium {bundle.config.consortium_id} "
+             f"listening on port {port} (banks: {', '.join(bundle.config.banks)})"
+             + ops.describe(), port=port, **ops.ports())
     stopped.wait()
+    ops.health.shutting_down()  # NOT_SERVING while the server drains
     server.stop(grace=2.0).wait()
-    click.echo("aggregator stopped", err=True)
+    ops.close()
+    announce(log, log_format, "aggregator stopped")
+

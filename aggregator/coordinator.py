@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from aggregator.checkpoint import JobStore
 from aggregator.job import Job, write_error
+from aggregator.observer import CoordinatorObserver, JobView, OpsSnapshot
 from fedtab.crypto.keys import PublicKey
 from fedtab.errors import (
     AuthenticationError,
@@ -82,6 +83,7 @@ class Coordinator:
         self._last_seen: dict[str, float] = {}
         self._version = 0
         self._born = clock()  # when this aggregator started (timeouts of resumed jobs)
+        self.observer = CoordinatorObserver()  # monitoring hooks (aggregator.metrics)
         if store is not None:
             self._resume(store)
 
@@ -200,6 +202,8 @@ class Coordinator:
             if duplicate:
                 log.info("harmless resend of %s from %s (step %d)", upload.kind.name, name,
                          tag.step_index)
+            else:
+                self.observer.upload_accepted(job.job_id, name, upload, prepared)
             if complete:
                 self._advance(job, step)
                 if step.phase is Phase.DECRYPT and step.index == len(job.committed):
@@ -295,6 +299,15 @@ class Coordinator:
             self._bump()
             return job.status(self._version, self._attached(), self._wall())
 
+    def snapshot(self) -> OpsSnapshot:
+        """Jobs and banks as monitoring sees them (read-only, under the lock)."""
+        with self._cond:
+            now = self._clock()
+            jobs = tuple(JobView(j.job_id, j.spec.kind, j.state.value, len(j.committed))
+                         for j in sorted(self._jobs.values(), key=lambda j: j.seq))
+            seen = {b: max(0.0, now - t) for b, t in self._last_seen.items()}
+            return OpsSnapshot(jobs, self.banks, seen, frozenset(self._attached()))
+
     # ----- internals ------------------------------------------------------------------------
 
     def _bump(self) -> None:
@@ -372,6 +385,7 @@ class Coordinator:
                 job.apply_commit(self._store, outcome, step.aggregate_payload())
                 log.info("job %s committed step %d (%s)", job.job_id, outcome.index,
                          outcome.request.step_id)
+                self.observer.step_committed(job.job_id, outcome.index)
                 job.step = job.new_step(self.backend, self.fingerprint)
             elif isinstance(outcome, dict):
                 job.apply_finish(self._store, outcome)

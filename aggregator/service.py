@@ -21,6 +21,7 @@ import grpc
 
 from aggregator.checkpoint import JobStore
 from aggregator.coordinator import Coordinator
+from aggregator.health import AggregatorHealth
 from fedtab.consortium import AggregatorBundle
 from fedtab.errors import ConfigError, FedtabError
 from fedtab.jobs import JobSpec
@@ -51,7 +52,9 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
             peer = tls.peer_identity(context)
             return fn(Caller(peer.name, peer.role))
         except FedtabError as exc:
-            log.warning("%s from %s refused: %s", rpc, context.peer(), exc.one_line())
+            self.coordinator.observer.refused(rpc, exc)
+            log.warning("%s from %s refused: %s", rpc, context.peer(), exc.one_line(),
+                        extra={"rpc": rpc, "reason": type(exc).__name__})
             abort_rpc(context, exc)
 
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> Any:
@@ -131,11 +134,13 @@ def create_server(
     state_dir: Path | None = None,
     bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS,
     max_workers: int = 32,
+    health: AggregatorHealth | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the mTLS gRPC server for ``bundle`` bound to ``address``.
 
     Returns ``(server, port)``; with port 0 the OS picks the port. Raises ConfigError when
-    the address cannot be bound.
+    the address cannot be bound. With ``health``, the server also answers the standard gRPC
+    health-checking service (:mod:`aggregator.health`).
     """
     coordinator = coordinator or build_coordinator(
         bundle, state_dir=state_dir, bank_timeout=bank_timeout
@@ -147,6 +152,8 @@ def create_server(
         options=SERVER_OPTIONS,
     )
     pb_grpc.add_AggregatorServicer_to_server(AggregatorServicer(coordinator), server)
+    if health is not None:
+        health.add_to(server)
     try:
         port = server.add_secure_port(address, tls.server_credentials(bundle.tls))
     except RuntimeError as exc:

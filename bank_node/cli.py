@@ -17,6 +17,7 @@ import click
 
 from bank_node.policy import DEFAULT_PRIVACY_FLOOR
 from fedtab.cli.edge import reports_errors
+from fedtab.cli.logfmt import LOG_FORMATS, announce, set_fields, setup_logging
 from fedtab.cli.table_options import DATA_HELP, database_options
 
 SINGLE_THREAD_ENV = {
@@ -25,6 +26,7 @@ SINGLE_THREAD_ENV = {
     "MKL_NUM_THREADS": "1",
     "OMP_WAIT_POLICY": "PASSIVE",
 }
+log = logging.getLogger("fedtab.bank")
 
 
 def limit_threads() -> None:
@@ -66,17 +68,18 @@ def bank() -> None:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A model file this bank agrees to evaluate although it did not help train "
               "it (repeatable).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
+              show_default=True, help="Log lines as text, or one JSON object per line.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @reports_errors
 def join(bundle_dir: Path, data_path: str | None, address: str | None, workers: int,
          verbose: bool, query: str | None = None, db_table: str | None = None,
          data_url_file: Path | None = None, holdout_path: Path | None = None,
          give_up_after: float = 600.0, privacy_floor: int = DEFAULT_PRIVACY_FLOOR,
-         approved_models: tuple[Path, ...] = ()) -> None:
+         approved_models: tuple[Path, ...] = (), log_format: str = "text") -> None:
     """Join with the bank folder BUNDLE_DIR (e.g. DIR/banks/NAME) and serve jobs."""
     limit_threads()
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(log_format, verbose)
     from bank_node.agent import BankAgent
     from bank_node.policy import BankPolicy
     from fedtab.consortium import load_bank_bundle
@@ -85,16 +88,21 @@ def join(bundle_dir: Path, data_path: str | None, address: str | None, workers: 
 
     source = table_source(data_path, query=query, table=db_table, url_file=data_url_file)
     bundle = load_bank_bundle(bundle_dir)
+    set_fields(bank=bundle.name)
+
+    def say(line: str) -> None:
+        announce(log, log_format, line)
+
     table = load_source(source, bundle.contract)
-    click.echo(f"{bundle.name}: {source} matches the contract ({table.n_rows} rows)", err=True)
+    say(f"{bundle.name}: {source} matches the contract ({table.n_rows} rows)")
     holdout = None
     if holdout_path is not None:
         holdout = load_table(holdout_path, bundle.contract)
-        click.echo(f"{bundle.name}: holdout {holdout_path} matches the contract "
-                   f"({holdout.n_rows} rows)", err=True)
+        say(f"{bundle.name}: holdout {holdout_path} matches the contract "
+            f"({holdout.n_rows} rows)")
     policy = BankPolicy.for_bundle(bundle_dir, privacy_floor, approved_models)
     agent = BankAgent(bundle, table, address, workers=workers,
-                      progress=lambda line: click.echo(line, err=True), holdout=holdout,
+                      progress=say, holdout=holdout,
                       give_up_after=give_up_after or None, policy=policy)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -107,4 +115,4 @@ def join(bundle_dir: Path, data_path: str | None, address: str | None, workers: 
         agent.run_forever()
     finally:
         agent.close()
-    click.echo(f"{bundle.name}: detached", err=True)
+    say(f"{bundle.name}: detached")
