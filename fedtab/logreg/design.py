@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from fedtab.data.contract import DataContract
+from fedtab.data.contract import DataContract, LocalTable
 from fedtab.errors import DataContractError
 from fedtab.moments import hard_range
-from fedtab.rare import OTHER, other_count
+from fedtab.rare import OTHER, other_count, withhold_rare
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,22 @@ class Grouping:
             if merged or count[j] is None:
                 other[j] = (merged, count[j] is None)
         return cls(other, frozenset(constant))
+
+    @classmethod
+    def of_table(cls, table: LocalTable, floor: int) -> Grouping:
+        """The grouping the floor gives over one table's own rows (the simulation's pooled and
+        local baselines, encoded as the federated model is)."""
+        contract, X = table.contract, table.X
+        count: list[int | None] = [int(c) for c in (~np.isnan(X)).sum(axis=0)]
+        mean: list[float | None] = [0.0 if spec.kind == "numeric" else None
+                                    for spec in contract.features]
+        categories: list[list[int | None]] = []
+        for j, spec in enumerate(contract.features):
+            codes = X[~np.isnan(X[:, j]), j].astype(np.int64)
+            found = np.bincount(codes, minlength=len(spec.categories))
+            categories.append([int(c) for c in found] if spec.kind == "categorical" else [])
+        released = withhold_rare(contract, table.n_rows, count, mean, categories, floor)
+        return cls.from_moments(contract, *released)
 
     def to_dict(self, contract: DataContract) -> dict[str, Any]:
         """``{"other": {feature: {"categories": [...], "missing": bool}}, "constant": [...]}``."""
