@@ -17,8 +17,8 @@ parties. A bank therefore does not take a job's privacy parameters on trust:
   the rows behind them, or behind any released mean, are fewer (:class:`PrivacyError` naming
   no figure; the job fails and the operator gets nothing). Limits: the other banks decrypt
   the sum before that, and banks with lower floors still propose the figures to the
-  aggregator; a count-only first step would close that (issue 11). Releases declared without
-  a floor (per-category counts) are let through as declared, until issue 11 adds one.
+  aggregator; a count-only first step would close that (issue 11). Per-category and non-null
+  counts of ``profile`` and ``logreg`` are bounded by their ``min_group_rows`` (checked here).
 * **Evaluated models.** Scoring an arbitrary model on the holdout and releasing metrics is a
   query interface: a crafted one-split model reveals single customers' labels through the Brier
   score. This bank scores only models it helped train (their digests are recorded in its

@@ -18,10 +18,11 @@ as a hi/lo pair (:func:`split_hi_lo`) on a 40-bit grid, so sums carry 80 fractio
 keep float64's relative precision even for a tiny spread inside a wide declared range.
 
 The ``moments`` proposal releases total and positive row counts, per-feature non-null counts,
-means and per-category counts; what the ``deviations`` proposal releases is the job's choice
-(the profile: sample standard deviations; logreg: its standardisation). Proposals are computed
-with Python floats element by element (no BLAS, no reductions whose order depends on the CPU),
-so every bank derives bit-identical proposals.
+means and per-category counts, each over at least the job's ``min_group_rows`` rows or withheld
+(``None``; rare categories merged, :mod:`fedtab.rare`); what the ``deviations`` proposal
+releases is the job's choice (the profile: sample standard deviations; logreg: its
+standardisation). Proposals are computed with Python floats element by element (no BLAS, no
+reductions whose order depends on the CPU), so every bank derives bit-identical proposals.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
 from fedtab.data.validate import tolerated_range
 from fedtab.errors import ConfigError, DataContractError, ProtocolError
 from fedtab.protocol.steps import JsonDict, SumRequest
+from fedtab.rare import withhold_rare
 
 MOMENT_FRAC_BITS = 40
 MOMENTS_STEP = "moments"
@@ -126,14 +128,22 @@ class Moments:
     """Consortium-wide first moments, as committed (all lists in contract feature order).
 
     ``mean`` is ``None`` for categorical features and features with no non-null value;
-    ``category_counts`` is empty for numeric features.
+    ``category_counts`` is empty for numeric features. Once committed, ``None`` also marks a
+    figure withheld under the job's floor (:meth:`released`).
     """
 
     rows_total: int
     positives_total: int
-    count: list[int]
+    count: list[int | None]
     mean: list[float | None]
-    category_counts: list[list[int]]
+    category_counts: list[list[int | None]]
+
+    def released(self, contract: DataContract, floor: int) -> Moments:
+        """These exact moments with every figure over fewer than ``floor`` rows withheld or
+        merged (:func:`fedtab.rare.withhold_rare`)."""
+        count, mean, categories = withhold_rare(contract, self.rows_total, self.count,
+                                                self.mean, self.category_counts, floor)
+        return Moments(self.rows_total, self.positives_total, count, mean, categories)
 
     def to_proposal(self) -> JsonDict:
         return {
@@ -150,12 +160,16 @@ class Moments:
             return cls(
                 rows_total=int(data["rows_total"]),
                 positives_total=int(data["positives_total"]),
-                count=[int(c) for c in data["count"]],
+                count=[_count(c) for c in data["count"]],
                 mean=[None if m is None else float(m) for m in data["mean"]],
-                category_counts=[[int(c) for c in cc] for cc in data["category_counts"]],
+                category_counts=[[_count(c) for c in cc] for cc in data["category_counts"]],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed moments proposal: {exc}") from exc
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def moments_request(contract: DataContract, max_rows: int, n_banks: int) -> SumRequest:
@@ -195,10 +209,10 @@ def moments_from_aggregate(contract: DataContract, aggregate: np.ndarray) -> Mom
     values = join_hi_lo(aggregate, MOMENT_FRAC_BITS)
     features = contract.features
     n_feat = len(features)
-    counts = [round(v) for v in values[2 : 2 + n_feat]]
+    counts: list[int] = [round(v) for v in values[2 : 2 + n_feat]]
     pos = 2 + n_feat
     means: list[float | None] = []
-    category_counts: list[list[int]] = []
+    category_counts: list[list[int | None]] = []
     numeric_sums: list[float] = []
     for spec in features:
         if spec.kind == "numeric":
@@ -215,7 +229,7 @@ def moments_from_aggregate(contract: DataContract, aggregate: np.ndarray) -> Mom
             centre, half = _range_of(spec)
             zsum = numeric_sums.pop(0)
             means.append(None if counts[j] == 0 else centre + half * (zsum / counts[j]))
-    return Moments(round(values[0]), round(values[1]), counts, means, category_counts)
+    return Moments(round(values[0]), round(values[1]), list(counts), means, category_counts)
 
 
 def deviations_request(contract: DataContract, max_rows: int, n_banks: int) -> SumRequest:
@@ -267,9 +281,10 @@ def _nothing(moments: Moments) -> None:
 class MomentsStep:
     """The ``moments`` step (a :class:`~fedtab.protocol.step_machine.Step`).
 
-    ``value`` holds the committed :class:`Moments` (``None`` before). ``check`` may refuse the
-    derived moments before they are proposed (logreg needs both classes; it raises);
-    ``on_commit`` runs once they are committed.
+    ``value`` holds the committed :class:`Moments` (``None`` before): what the floor
+    ``min_group_rows`` lets out (:meth:`Moments.released`). ``check`` may refuse the derived moments
+    before they are proposed (logreg needs both classes; it raises); ``on_commit`` runs once
+    they are committed.
     """
 
     def __init__(
@@ -277,6 +292,7 @@ class MomentsStep:
         table: LocalTable,
         max_rows: int,
         n_banks: int,
+        min_group_rows: int,
         *,
         check: Callable[[Moments], None] = _nothing,
         on_commit: Callable[[Moments], None] = _nothing,
@@ -284,6 +300,7 @@ class MomentsStep:
         self.request = moments_request(table.contract, max_rows, n_banks)
         self.value: Moments | None = None
         self._table = table
+        self._min_group_rows = min_group_rows
         self._check = check
         self._on_commit = on_commit
 
@@ -299,7 +316,7 @@ class MomentsStep:
     def propose(self, aggregate: np.ndarray) -> JsonDict:
         moments = moments_from_aggregate(self._table.contract, aggregate)
         self._check(moments)
-        return moments.to_proposal()
+        return moments.released(self._table.contract, self._min_group_rows).to_proposal()
 
     def commit(self, proposal: JsonDict) -> None:
         self.value = Moments.from_proposal(proposal)
@@ -342,8 +359,13 @@ class DeviationsStep:
 
 
 def sample_std(moments: Moments, deviations: list[float | None]) -> list[float | None]:
-    """Per feature, the sample standard deviation (``ddof=1``); ``None`` below two values."""
+    """Per feature, the sample standard deviation (``ddof=1``); ``None`` below two values and
+    where the non-null count or the mean is withheld (with logreg's ``scale``, the released
+    standard deviation would give the withheld count)."""
     std: list[float | None] = []
-    for count, ss in zip(moments.count, deviations, strict=True):
-        std.append(None if ss is None or count < 2 else math.sqrt(ss / (count - 1)))
+    for count, mean, ss in zip(moments.count, moments.mean, deviations, strict=True):
+        if ss is None or count is None or mean is None or count < 2:
+            std.append(None)
+        else:
+            std.append(math.sqrt(ss / (count - 1)))
     return std

@@ -177,10 +177,16 @@ def test_consortium_figures_are_not_released_below_a_banks_floor(
     contract, paths = write_tables(tmp_path, make_frames(rows=100))
     names = tuple(sorted(paths))
     tables = {b: load_table(p, contract) for b, p in paths.items()}
-    BankPolicy(privacy_floor=10**6).check(JobSpec(kind))  # nothing to check before the sums
+    # issue 11: the job's floor on per-category and non-null counts (min_group_rows, default
+    # 50) is checked before the sums; set to the bank's floor, the rest waits for the sums
+    with pytest.raises(PolicyRefusal, match="min_group_rows = 50, below"):
+        BankPolicy(privacy_floor=10**6).check(JobSpec(kind))
+    BankPolicy(privacy_floor=10**6).check(JobSpec(kind, {"min_group_rows": 10**6}))
 
     def trainers(floor: int) -> dict:
-        return {b: create_trainer(JobSpec(kind), JobContext("j", b, names, privacy_floor=floor),
+        params = {"min_group_rows": floor}
+        return {b: create_trainer(JobSpec(kind, params),
+                                  JobContext("j", b, names, params=params, privacy_floor=floor),
                                   tables[b]) for b in names}
 
     with pytest.raises(PrivacyError, match="fewer rows than its privacy floor") as refusal:

@@ -1,15 +1,16 @@
 """The ``logreg`` job kind: L2 logistic regression under scikit-learn's names, declared once.
 
-It releases the profile's moments (and shares their release check,
-:func:`fedtab.profile_kind.check_moments`), the standardisation of every encoded column and the
-coefficients, all computed over the whole consortium.
+It releases the profile's moments (and shares their release check and floor ``min_group_rows``,
+:mod:`fedtab.profile_kind`), the standardisation of every encoded column and the coefficients,
+all computed over the whole consortium. Categories (and missing rows) rarer than ``min_group_rows``
+share one ``<other>`` one-hot column, so no coefficient or column mean rests on fewer rows.
 """
 
 from __future__ import annotations
 
 from fedtab.jobs.constraints import Interval, NoneValue, Options, Param, Schema, Table
 from fedtab.jobs.kind import EVERYONE, JobKind, Progress, Release
-from fedtab.profile_kind import MAX_ROWS, MOMENT_RELEASES, check_moments
+from fedtab.profile_kind import MAX_ROWS, MIN_GROUP_ROWS, MOMENT_RELEASES, check_moments
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
 
@@ -20,6 +21,7 @@ PARAMETERS = Schema("logreg", {
     "tol": Param((_POSITIVE,), 1e-8),
     "max_iter": Param((Interval(int, 1, 1000),), 25),
     "max_rows_per_bank": MAX_ROWS,
+    "min_group_rows": MIN_GROUP_ROWS,
 })
 
 
@@ -36,7 +38,8 @@ KIND = JobKind(
     releases=(
         *MOMENT_RELEASES,
         Release("mean and scale of every encoded column (of one-hot columns: the per-category "
-                "counts above); class weights", EVERYONE, "consortium-wide",
+                "counts above, rare categories sharing one column); class weights", EVERYONE,
+                "consortium-wide, per encoded column", floor="min_group_rows",
                 consortium_rows=True),
         Release("coefficients, objective value and iteration count (the model)", EVERYONE,
                 "consortium-wide", consortium_rows=True),

@@ -5,13 +5,15 @@ pickle crosses the network: ``features`` (input columns in contract order), ``en
 (numeric columns, then ``"<feature>=<category>"`` one-hot columns in place), ``mean`` and
 ``scale`` (StandardScaler of the encoded columns; a numeric column's mean is also its imputation
 value), ``coef`` (on the standardised scale) and ``intercept``, plus ``contract``, ``n_iter``,
-``converged`` and training metadata.
+``converged`` and training metadata. When the job's floor merged rare categories, ``merged``
+says how (:class:`~fedtab.logreg.design.Grouping`: each feature's ``<other>`` column, numeric
+features held constant); a model without it encodes every category on its own.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,11 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from fedtab.data.contract import DataContract
 from fedtab.errors import ConfigError, FedtabError
-from fedtab.logreg.design import DesignEncoder
+from fedtab.logreg.design import DesignEncoder, Grouping, group_codes
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class LogRegModel:
     n_iter: int = 0
     converged: bool = True
     C: float = 1.0
+    grouping: Grouping = field(default_factory=Grouping)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LogRegModel:
@@ -59,6 +62,7 @@ class LogRegModel:
                 n_iter=int(data.get("n_iter", 0)),
                 converged=bool(data.get("converged", True)),
                 C=float(data.get("params", {}).get("C", 1.0)),
+                grouping=Grouping.from_dict(contract, data.get("merged", {})),
             )
         except FedtabError as exc:
             raise ConfigError(f"invalid logreg model: {exc.one_line()}") from exc
@@ -96,16 +100,16 @@ class LogRegModel:
     @property
     def encoder(self) -> DesignEncoder:
         """The input encoding, imputing numeric features with their training mean."""
+        layout = DesignEncoder(self.contract, (0.0,) * len(self.contract.features), self.grouping)
         impute: list[float] = []
         column = 0
-        for spec in self.contract.features:
+        for j, spec in enumerate(self.contract.features):
             if spec.kind == "numeric":
                 impute.append(float(self.mean[column]) if column < self.mean.size else 0.0)
-                column += 1
             else:
                 impute.append(0.0)
-                column += len(spec.categories)
-        return DesignEncoder(self.contract, tuple(impute))
+            column += len(layout.block_names(j))
+        return DesignEncoder(self.contract, tuple(impute), self.grouping)
 
     @property
     def encoded_features(self) -> list[str]:
@@ -134,9 +138,11 @@ class LogRegModel:
         With ``include_encoding`` (default) it takes LocalTable-style ``X`` (``n_features``
         columns, category codes as floats, NaN for missing) and its steps are ``encode`` (a
         ``ColumnTransformer`` of ``SimpleImputer(constant=mean)`` per numeric feature and
-        ``OneHotEncoder(handle_unknown="ignore")`` per categorical feature), ``scale``
-        (``StandardScaler``) and ``logreg`` (``LogisticRegression``). Without it, it takes the
-        already encoded matrix (:meth:`encode`) and has only the last two steps.
+        ``OneHotEncoder(handle_unknown="ignore")`` per categorical feature; where the floor
+        merged rare categories, a ``FunctionTransformer(group_codes)`` maps codes to columns
+        before it, and a constant numeric feature is ``FunctionTransformer(np.full_like)``),
+        ``scale`` (``StandardScaler``) and ``logreg`` (``LogisticRegression``). Without it, it
+        takes the already encoded matrix (:meth:`encode`) and has only the last two steps.
         """
         d = self.coef.size
         scaler = StandardScaler()
@@ -158,12 +164,24 @@ class LogRegModel:
 
     def _sklearn_encoder(self) -> ColumnTransformer:
         transformers: list[tuple[str, Any, list[int]]] = []
-        impute = self.encoder.impute
+        encoder = self.encoder
         for j, spec in enumerate(self.contract.features):
-            if spec.kind == "numeric":
-                step: Any = SimpleImputer(
-                    strategy="constant", fill_value=impute[j], keep_empty_features=True
+            step: Any
+            if j in self.grouping.constant:
+                step = FunctionTransformer(np.full_like, kw_args={"fill_value": encoder.impute[j]})
+            elif spec.kind == "numeric":
+                step = SimpleImputer(
+                    strategy="constant", fill_value=encoder.impute[j], keep_empty_features=True
                 )
+            elif j in self.grouping.other:
+                columns, missing = encoder.category_columns(j)
+                width = len(encoder.block_names(j))
+                step = Pipeline([
+                    ("group", FunctionTransformer(group_codes, kw_args={
+                        "columns": columns, "missing": missing})),
+                    ("onehot", OneHotEncoder(categories=[[float(c) for c in range(width)]],
+                                             handle_unknown="ignore", sparse_output=False)),
+                ])
             else:
                 codes = [float(c) for c in range(len(spec.categories))]
                 step = OneHotEncoder(

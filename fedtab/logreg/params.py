@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedtab.logreg.kind import PARAMETERS
-from fedtab.profiling import DEFAULT_MAX_ROWS
+from fedtab.profiling import DEFAULT_MAX_ROWS, DEFAULT_MIN_GROUP_ROWS
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class LogRegParams:
     stops when the largest component of the weight-normalised gradient (the gradient of the
     objective divided by the summed sample weights, as scikit-learn's lbfgs tests it) is at most
     ``tol``, or after ``max_iter`` Newton steps; ``max_rows_per_bank`` bounds any bank's row
-    count for the encodings' clip bounds.
+    count for the encodings' clip bounds; ``min_group_rows`` is the fewest rows behind a released
+    count, category column or mean (:mod:`fedtab.rare`).
     """
 
     C: float = 1.0
@@ -28,6 +29,7 @@ class LogRegParams:
     tol: float = 1e-8
     max_iter: int = 25
     max_rows_per_bank: int = DEFAULT_MAX_ROWS
+    min_group_rows: int = DEFAULT_MIN_GROUP_ROWS
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> LogRegParams:
@@ -54,4 +56,5 @@ class LogRegParams:
             "tol": self.tol,
             "max_iter": self.max_iter,
             "max_rows_per_bank": self.max_rows_per_bank,
+            "min_group_rows": self.min_group_rows,
         }

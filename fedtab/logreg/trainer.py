@@ -4,9 +4,11 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
 
 1. ``moments`` and 2. ``deviations`` (shared with the profile job, :mod:`fedtab.moments`):
    consortium counts, label counts, feature means and squared deviations. The committed
-   proposals release the counts and means; the second proposal releases the standardisation
-   (``mean``, ``scale`` of every encoded column, ``StandardScaler`` semantics, ``ddof=0``) and the
-   class weights (``"balanced"``: ``n / (2 n_c)``).
+   proposals release the counts and means, each over at least ``min_group_rows`` rows or withheld;
+   what they withhold is merged in the encoding (rare categories share one ``<other>``
+   column, :mod:`.design`). The second proposal releases the standardisation (``mean``,
+   ``scale`` of every encoded column, ``StandardScaler`` semantics, ``ddof=0``) and the class
+   weights (``"balanced"``: ``n / (2 n_c)``).
 3. ``newton/<k>``: at the candidate coefficients, the summed gradient, Hessian upper triangle and
    loss of the weighted log-loss on the standardised encoded design (:mod:`.newton`). The
    proposal releases only the optimiser state: accepted and candidate coefficients (the model),
@@ -29,7 +31,7 @@ import numpy as np
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.data.contract import LocalTable
 from fedtab.errors import JobFailedError, ProtocolError
-from fedtab.logreg.design import DesignEncoder, encoded_moments
+from fedtab.logreg.design import DesignEncoder, Grouping, encoded_moments
 from fedtab.logreg.newton import NewtonState, newton_update
 from fedtab.logreg.params import LogRegParams
 from fedtab.moments import DeviationsStep, Moments, MomentsStep, check_table
@@ -62,8 +64,8 @@ class LogRegTrainer(StepMachine):
         self._rounds = 0
         self._design: np.ndarray | None = None  # cached [1, standardised encoded X]
         max_rows, n_banks = self._params.max_rows_per_bank, ctx.n_banks
-        self._moments = MomentsStep(table, max_rows, n_banks, check=_both_classes,
-                                    on_commit=self._moments_committed)
+        self._moments = MomentsStep(table, max_rows, n_banks, self._params.min_group_rows,
+                                    check=_both_classes, on_commit=self._moments_committed)
         self._deviations = DeviationsStep(table, max_rows, n_banks, self._moments,
                                           propose=self._scaler_proposal,
                                           commit=self._commit_scaler)
@@ -94,11 +96,12 @@ class LogRegTrainer(StepMachine):
         if newton is None or not newton.done or newton.theta is None or self._scaler is None:
             raise ProtocolError("the logreg job has not finished")
         moments = self._moments.committed()
+        encoder = self._encoder()
         doc: dict[str, Any] = {
             "kind": "logreg",
             "format_version": MODEL_FORMAT_VERSION,
             "features": self._contract.feature_names,
-            "encoded_features": self._encoder().encoded_names,
+            "encoded_features": encoder.encoded_names,
             "mean": self._scaler["mean"],
             "scale": self._scaler["scale"],
             "coef": newton.theta[1:],
@@ -113,6 +116,8 @@ class LogRegTrainer(StepMachine):
             "positives_total": moments.positives_total,
             "contract": self._contract.to_dict(),
         }
+        if encoder.grouping != Grouping():
+            doc["merged"] = encoder.grouping.to_dict(self._contract)
         return {"model.json": (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode()}
 
     # -- helpers ----------------------------------------------------------------------------
@@ -162,9 +167,8 @@ class LogRegTrainer(StepMachine):
         return self._scaler
 
     def _scaler_proposal(self, m: Moments, deviations: list[float | None]) -> JsonDict:
-        mean, scale = encoded_moments(
-            self._contract, m.rows_total, m.mean, m.category_counts, deviations
-        )
+        mean, scale = encoded_moments(self._encoder(), m.rows_total, m.count, m.mean,
+                                      m.category_counts, deviations)
         w0, w1 = self._params.weights(m.rows_total, m.positives_total)
         return {"mean": mean, "scale": scale, "class_weight": [w0, w1]}
 
@@ -188,12 +192,14 @@ class LogRegTrainer(StepMachine):
         return float(w0), float(w1)
 
     def _encoder(self) -> DesignEncoder:
-        """Imputes numeric features with the committed consortium mean."""
+        """Imputes numeric features with the committed consortium mean; merges what the
+        committed moments withhold."""
         m = self._moments.committed()
         impute = tuple(
             0.0 if mean is None else mean for mean in encoded_numeric_impute(self._contract, m)
         )
-        return DesignEncoder(self._contract, impute)
+        grouping = Grouping.from_moments(self._contract, m.count, m.mean, m.category_counts)
+        return DesignEncoder(self._contract, impute, grouping)
 
     def _newton_encoding(self, theta: list[float]) -> tuple[EncodingSpec, float]:
         """Encoding of a Newton round and the power-of-two prescale ``factor`` (shared facts)."""
@@ -246,7 +252,8 @@ def _both_classes(moments: Moments) -> None:
 def encoded_numeric_impute(contract: Any, moments: Moments) -> list[float | None]:
     """Per contract feature: the consortium mean of a numeric feature (its imputation value).
 
-    A numeric feature with no non-null value is imputed with the centre of its declared range;
+    A numeric feature whose mean is withheld (no or fewer than ``min_group_rows`` non-null
+    values) is imputed with the centre of its declared range;
     categorical entries are ``None`` (their imputation is the all-zero one-hot row).
     """
     out: list[float | None] = []

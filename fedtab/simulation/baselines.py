@@ -22,7 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from fedtab.data.contract import LocalTable
 from fedtab.gbdt.kind import PARAMETERS as GBDT_PARAMETERS
 from fedtab.jobs import job_kind
-from fedtab.logreg.design import DesignEncoder
+from fedtab.logreg.design import DesignEncoder, Grouping
+from fedtab.logreg.kind import PARAMETERS as LOGREG_PARAMETERS
 
 Scorer = Callable[[LocalTable], np.ndarray]
 
@@ -80,9 +81,12 @@ def train_logreg(
 
     Features are encoded like the federated trainer does (one-hot categories), with missing
     values imputed by this table's own column means (the federated trainer uses the consortium
-    means). Returns a scorer: LocalTable -> probabilities of shape ``(n_rows,)``.
+    means) and categories rarer than the job's ``min_group_rows`` in this table merged.
+    Returns a scorer: LocalTable -> probabilities of shape ``(n_rows,)``.
     """
-    encoder = DesignEncoder(table.contract, tuple(_column_means(table.X)))
+    floor = LOGREG_PARAMETERS.validate(params)["min_group_rows"]
+    encoder = DesignEncoder(table.contract, tuple(_column_means(table.X)),
+                            Grouping.of_table(table, floor))
     model = make_pipeline(
         StandardScaler(),
         LogisticRegression(
