@@ -48,7 +48,7 @@ from fedtab.transport.messages import (
     Registration,
     UploadAck,
 )
-from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS
+from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS, UploadLimits
 
 log = logging.getLogger("fedtab.aggregator")
 
@@ -66,6 +66,7 @@ class Coordinator:
         *,
         store: JobStore | None = None,
         bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS,
+        upload_limits: UploadLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -75,6 +76,7 @@ class Coordinator:
         self.fingerprint = public_key.fingerprint
         self.backend = SharedKeyAggregator(public_key)  # the secure sum's aggregator side
         self.bank_timeout = bank_timeout
+        self.upload_limits = upload_limits or UploadLimits()  # what one upload may carry
         self._store = store
         self._clock = clock
         self._wall = wall_clock
@@ -166,26 +168,53 @@ class Coordinator:
                     return status
                 self._cond.wait(min(remaining, 1.0))
 
+    def upload_limit(self, caller: Caller, head: Upload) -> int:
+        """The most payload bytes the upload whose header is ``head`` may carry (its payload is
+        read no further): what the step's request and aggregate allow a contribution or
+        share, else the declared limit.
+        Refuses (FedtabError) what :meth:`upload` refuses on the header alone."""
+        limits = self.upload_limits
+        with self._cond:
+            name, _, step = self._target(caller, head)
+            if step is None:
+                return limits.abort_bytes
+            allowed = step.upload_bytes(name, head)
+            if allowed is None:
+                return (limits.proposal_bytes if head.kind is PayloadKind.PROPOSAL
+                        else limits.result_bytes)
+            if head.kind is PayloadKind.CONTRIBUTION and step.request is None:
+                return min(allowed, limits.first_contribution_bytes)
+            return allowed
+
+    def _target(self, caller: Caller, upload: Upload) -> tuple[str, Job, StepState | None]:
+        """The sender, job and current step of an upload (no step for an abort); a request
+        showing that the banks diverged fails the job."""
+        tag = upload.tag
+        name = self._bank(caller, tag.bank, tag.key_fingerprint)
+        job = self._job(tag.job_id, name)
+        if upload.kind is PayloadKind.ABORT:
+            return name, job, None
+        step = job.current_step(tag.step_index, name)
+        try:
+            step.check_request(name, upload)
+        except FedtabError as exc:
+            if getattr(exc, "fails_job", False):
+                self._fail(job, exc)
+            log.warning("rejected %s from %s: %s", upload.kind.name, name, exc.one_line())
+            raise
+        return name, job, step
+
     def upload(self, caller: Caller, upload: Upload) -> UploadAck:
         """Accept a contribution, shard, proposal or result for the current step."""
         tag = upload.tag
         with self._cond:
-            name = self._bank(caller, tag.bank, tag.key_fingerprint)
-            job = self._job(tag.job_id, name)
-            if upload.kind is PayloadKind.ABORT:
+            name, job, step = self._target(caller, upload)
+            if step is None:
                 reason = " ".join(upload.payload.decode("utf-8", "replace").split())[:500]
                 self._fail(job, JobFailedError(
                     f"bank {name} cannot continue at step {len(job.committed)}: {reason}"
                 ))
                 return UploadAck(False)
-            step = job.current_step(tag.step_index, name)
-            try:
-                step.check_request(name, upload)
-            except FedtabError as exc:
-                if getattr(exc, "fails_job", False):
-                    self._fail(job, exc)
-                log.warning("rejected %s from %s: %s", upload.kind.name, name, exc.one_line())
-                raise
         # Parsing and validating ciphertexts happens outside the lock.
         prepared = step.prepare(upload)
         with self._cond:

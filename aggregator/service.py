@@ -76,7 +76,9 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
                context: grpc.ServicerContext) -> Any:
         def handle(caller: Caller) -> Any:
             self.coordinator.check_bank(caller)  # refuse before reading a large stream
-            upload = convert.upload_from_proto(request_iterator)
+            # Read no more than the step allows this upload (its header says which it is).
+            upload = convert.upload_from_proto(
+                request_iterator, lambda head: self.coordinator.upload_limit(caller, head))
             return self.coordinator.upload(caller, upload)
 
         ack = self._call(context, "Upload", handle)

@@ -114,6 +114,24 @@ class StepState:
             return self._decode_artifacts(upload.payload)
         return Share(upload.tag.bank, upload.shard_start, upload.shard_stop, upload.payload)
 
+    def upload_bytes(self, bank: str, head: Upload) -> int | None:
+        """The payload size this step allows for ``head`` (an upload's header, payload not
+        read yet): a contribution's follows from the step's request (the sender's own while no
+        contribution has been accepted) and the key, a share's from the aggregate and the
+        bank's range. None for proposals, results and aborts (bounded by the caller's limits).
+        Call after :meth:`check_request`; raises FedtabError."""
+        if head.kind is PayloadKind.CONTRIBUTION:
+            request = self.request if self.request is not None else head.request
+            if request is None:
+                raise ProtocolError("a contribution must carry its step request")
+            return int(self.backend.contribution_bytes(self.context(request)))
+        if head.kind is PayloadKind.SHARD:
+            if self.aggregate is None or self.request is None:
+                raise ProtocolError(f"shard from {bank} not expected: step {self.index} is in "
+                                    f"phase {self.phase.value}")
+            return int(self.backend.share_bytes(self.context(self.request), self.aggregate, bank))
+        return None
+
     # ----- state changes under the coordinator's lock ------------------------------------------
 
     def accept(self, bank: str, upload: Upload, prepared: Any) -> tuple[bool, bool]:

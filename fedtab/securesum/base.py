@@ -112,6 +112,14 @@ class AggregatorSide(Protocol):
         """Raise ProtocolError unless ``share`` is the part of ``aggregate`` its bank owes."""
         ...
 
+    def contribution_bytes(self, ctx: SumContext) -> int:
+        """The largest contribution to ``ctx`` (uploads are read no further)."""
+        ...
+
+    def share_bytes(self, ctx: SumContext, aggregate: Aggregate, bank: str) -> int:
+        """The exact size of ``bank``'s share of ``aggregate`` (read no further)."""
+        ...
+
     def relay(self, ctx: SumContext, shares: Mapping[str, Share]) -> list[Share]:
         """What every bank downloads once all shares are in, in the order banks combine them."""
         ...

@@ -12,9 +12,16 @@ from collections.abc import Mapping, Sequence
 
 from fedtab.crypto.ciphertexts import EncryptedVector, add_encrypted
 from fedtab.crypto.keys import PublicKey
-from fedtab.crypto.wire import encrypted_vector_from_bytes, encrypted_vector_to_bytes
+from fedtab.crypto.wire import (
+    HEADER_SIZE,
+    TRAILER_SIZE,
+    ciphertext_width,
+    encrypted_vector_from_bytes,
+    encrypted_vector_to_bytes,
+)
 from fedtab.errors import CiphertextError, ProtocolError
 from fedtab.securesum.base import Aggregate, Share, SumContext
+from fedtab.securesum.sealing import NONCE_BYTES, TAG_BYTES
 from fedtab.securesum.shards import shard_range
 
 
@@ -53,6 +60,18 @@ class SharedKeyAggregator:
                 f"bank {share.bank} sent shard {share.start}-{share.stop}, its range is "
                 f"{expected[0]}-{expected[1]}"
             )
+
+    def contribution_bytes(self, ctx: SumContext) -> int:
+        """The largest vector of ``ctx.length`` values the wire format allows under our key
+        (one value per ciphertext: a contribution packed under another encoding than the
+        request's is still read, then refused by :meth:`validate` naming the encoding)."""
+        return HEADER_SIZE + max(ctx.length, 0) * ciphertext_width(self.public_key) + TRAILER_SIZE
+
+    def share_bytes(self, ctx: SumContext, aggregate: Aggregate, bank: str) -> int:
+        """``bank``'s range of plaintexts (each as wide as ``n``) sealed: nonce and tag added."""
+        start, stop = shard_range(aggregate.size, ctx.banks, bank)
+        width = (self.public_key.n.bit_length() + 7) // 8
+        return (stop - start) * width + NONCE_BYTES + TAG_BYTES
 
     def relay(self, ctx: SumContext, shares: Mapping[str, Share]) -> list[Share]:
         return sorted(shares.values(), key=lambda s: s.start)

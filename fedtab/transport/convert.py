@@ -8,7 +8,8 @@ input raises :class:`~fedtab.errors.WireFormatError`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -93,8 +94,14 @@ def upload_to_proto(upload: Upload, chunk_bytes: int = CHUNK_BYTES) -> Iterator[
         yield pb.UploadChunk(data=piece)
 
 
-def upload_from_proto(stream: Iterable[pb.UploadChunk]) -> Upload:
-    """Join an upload stream; raises WireFormatError on a missing header or bad digest."""
+def upload_from_proto(stream: Iterable[pb.UploadChunk],
+                      allowed: Callable[[Upload], int] | None = None) -> Upload:
+    """Join an upload stream; raises WireFormatError on a missing header or bad digest.
+
+    ``allowed`` gets the upload as its header describes it (empty payload) and returns the
+    most bytes its payload may have (the receiver's bound; it may raise to refuse the upload):
+    nothing beyond that is read or held (:func:`fedtab.transport.chunks.receive`).
+    """
     iterator = iter(stream)
     first = next(iterator, None)
     if first is None or first.WhichOneof("part") != "header":
@@ -108,24 +115,25 @@ def upload_from_proto(stream: Iterable[pb.UploadChunk]) -> Upload:
         raise WireFormatError(
             f"upload of {header.total_bytes} bytes refused (limit {MAX_PAYLOAD_BYTES})"
         )
-    pieces = []
-    received = 0
-    for chunk in iterator:
-        if chunk.WhichOneof("part") != "data":
-            raise WireFormatError("upload stream has a second header")
-        received += len(chunk.data)
-        if received > header.total_bytes:
-            raise WireFormatError("upload stream is longer than its header says")
-        pieces.append(chunk.data)
-    payload = chunks.join(pieces, int(header.total_bytes), header.content_digest)
-    return Upload(
+    head = Upload(
         kind=kind,
         tag=tag_from_proto(header.tag),
-        payload=payload,
+        payload=b"",
         request=request_from_json(header.request_json),
         shard_start=int(header.shard_start),
         shard_stop=int(header.shard_stop),
     )
+    limit = MAX_PAYLOAD_BYTES if allowed is None else min(allowed(head), MAX_PAYLOAD_BYTES)
+    payload = chunks.receive(_data_pieces(iterator), int(header.total_bytes),
+                             header.content_digest, limit)
+    return replace(head, payload=payload)
+
+
+def _data_pieces(iterator: Iterator[pb.UploadChunk]) -> Iterator[bytes]:
+    for chunk in iterator:
+        if chunk.WhichOneof("part") != "data":
+            raise WireFormatError("upload stream has a second header")
+        yield chunk.data
 
 
 def ack_to_proto(ack: UploadAck) -> pb.UploadAck:
