@@ -34,7 +34,7 @@ from fedtab.errors import (
     ProtocolError,
     ReplayError,
 )
-from fedtab.jobs import JobSpec
+from fedtab.jobs import JobSpec, job_kind
 from fedtab.protocol.exchange import CommittedStep, PayloadKind, Phase, StepStatus, Upload
 from fedtab.protocol.step_state import StepState, status_done_my_part
 from fedtab.securesum.shared_key_aggregator import SharedKeyAggregator
@@ -279,6 +279,7 @@ class Coordinator:
         """Queue a job over all consortium banks; raises PrivacyError for too few banks."""
         self._operator(caller)
         spec.check_bank_count(len(self.banks))
+        job_kind(spec.kind).check_scored_model(spec.params)  # an embedded model: shape only
         with self._cond:
             seq = 1 + max((j.seq for j in self._jobs.values()), default=0)
             job_id = f"job-{seq:04d}-{secrets.token_hex(3)}"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from fedtab.cli.edge import reports_errors
 from fedtab.cli.progress import print_progress
 from fedtab.jobs import JobSpec, job_kind
+
+if TYPE_CHECKING:
+    from fedtab.data.contract import DataContract
 
 
 def write_artifacts(out: Path, artifacts: dict[str, bytes]) -> list[Path]:
@@ -27,12 +31,13 @@ def write_artifacts(out: Path, artifacts: dict[str, bytes]) -> list[Path]:
     return paths
 
 
-def prepared_spec(job_file: Path) -> JobSpec:
+def prepared_spec(job_file: Path, contract: DataContract | None = None) -> JobSpec:
     """The job as it will be submitted, checked in full before anything is sent: tables and
-    ``[job]`` keys, the kind's spec preparation (``evaluate`` embeds its model file), then
-    ``[params]`` against the kind's schema, the one the banks use. Raises ConfigError."""
+    ``[job]`` keys, the kind's spec preparation (``evaluate`` embeds its model file, which must
+    be a model trained under the consortium's ``contract``), then ``[params]`` against the
+    kind's schema, the one the banks use. Raises ConfigError."""
     spec = JobSpec.load(job_file)
-    spec = job_kind(spec.kind).prepare_spec(spec, job_file)
+    spec = job_kind(spec.kind).prepare_spec(spec, job_file, contract)
     spec.check_params()
     return spec
 
@@ -68,8 +73,9 @@ def run(operator_dir: Path, job_file: Path | None, out: Path, address: str | Non
         return
     if job_file is None:
         raise click.UsageError("missing argument JOB_FILE (or --cancel JOB_ID)")
-    spec = prepared_spec(job_file)
+    JobSpec.load(job_file).check_params()  # the job file alone, before the operator folder
     bundle = load_operator_bundle(operator_dir)
+    spec = prepared_spec(job_file, bundle.contract)
     if spec.allow_two_banks and len(bundle.config.banks) == 2:
         click.echo("warning: two banks: each can deduce the other's contribution "
                    "(allow_two_banks = true)", err=True)

@@ -1,9 +1,12 @@
 """The ``evaluate`` job kind: every bank scores a model on its own holdout; only metrics leave.
 
-The operator's job file names the model file (``model = PATH``); ``fedtab run`` embeds it
-(:func:`fedtab.consortium_eval.model_param.embed_model`) as ``model_json``, which the banks'
-policy checks against the models they trained or approved (``scored_model``). Each bank's
-metrics are released to everyone and cover its whole holdout, at least ``min_rows`` rows.
+The operator's job file names the model file (``model = PATH``, in the job file's folder or
+below); ``fedtab run`` embeds it (:func:`fedtab.consortium_eval.model_param.embed_model`) as
+``model_json`` only once it loads as a model trained under the consortium's contract. The
+aggregator checks its size and shape at submission (``scored_model``); the banks' policy checks
+it against the models they trained or approved, and each bank loads it and checks its contract
+before scoring. Each bank's metrics are released to everyone and cover its whole holdout, at
+least ``min_rows`` rows.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ so ``fedtab run`` loads no trainer.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,10 +26,11 @@ from fedtab.jobs.constraints import Schema
 from fedtab.protocol.steps import BankTrainer, JobContext, JsonDict, SumRequest
 
 if TYPE_CHECKING:
-    from fedtab.data.contract import LocalTable
+    from fedtab.data.contract import DataContract, LocalTable
     from fedtab.jobs.spec import JobSpec
 
 ProposalCheck = Callable[[JobContext, SumRequest, JsonDict], None]
+MAX_SCORED_MODEL_CHARS = 7 << 20  # a scored model travels in the job spec (8 MiB messages)
 Scorer = Callable[["LocalTable"], np.ndarray]
 
 
@@ -90,7 +92,8 @@ class JobKind:
 
     ``trainer``: ``"module:Class"`` built as ``cls(ctx, table)``, or ``cls(ctx, table,
     holdout)`` when ``needs_holdout``. ``prepare``: ``"module:function"`` turning a loaded
-    spec into the one submitted (``(spec, job_file) -> spec``). ``baseline``:
+    spec into the one submitted (``(spec, job_file, contract) -> spec``; ``contract``: the
+    consortium's, or None when not known yet). ``baseline``:
     ``"module:function"`` ``(table, params, seed) -> scorer`` the simulation compares with.
     ``scored_model``: the parameter carrying a model the banks score (the policy checks that
     the bank trained or approved it). ``check_proposal`` runs on every proposal before it
@@ -122,12 +125,34 @@ class JobKind:
             return trainer
         return CheckedTrainer(trainer, ctx, self.check_proposal)
 
-    def prepare_spec(self, spec: JobSpec, job_file: Path) -> JobSpec:
-        """The spec as submitted (``evaluate`` embeds its model file)."""
+    def prepare_spec(self, spec: JobSpec, job_file: Path,
+                     contract: DataContract | None = None) -> JobSpec:
+        """The spec as submitted (``evaluate`` embeds its model file, checked against the
+        consortium's ``contract`` when given)."""
         if self.prepare is None:
             return spec
-        prepared: JobSpec = load_reference(self.prepare, self.name)(spec, job_file)
+        prepared: JobSpec = load_reference(self.prepare, self.name)(spec, job_file, contract)
         return prepared
+
+    def check_scored_model(self, params: Mapping[str, Any]) -> None:
+        """Refuse an embedded scored model that is not the JSON text of a fedtab model (logreg,
+        or XGBoost: an object with a ``learner``), by size and shape only: for parties without
+        model code (the aggregator, at submission); banks load it in full before scoring.
+        Raises :class:`ConfigError` quoting none of the text."""
+        text = params.get(self.scored_model) if self.scored_model is not None else None
+        if text is None:
+            return
+        what = f"{self.name} parameter {self.scored_model}"
+        if not isinstance(text, str) or len(text) > MAX_SCORED_MODEL_CHARS:
+            raise ConfigError(f"{what} must be a model's JSON text of at most "
+                              f"{MAX_SCORED_MODEL_CHARS} characters")
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            doc = None
+        if not isinstance(doc, dict) or not (doc.get("kind") == "logreg"
+                                             or isinstance(doc.get("learner"), dict)):
+            raise ConfigError(f"{what} is not the JSON text of a logreg or XGBoost model")
 
     def total_rounds(self, params: Mapping[str, Any]) -> int | None:
         """Number of rounds of a job with ``params``; None when unknown or params are bad."""
