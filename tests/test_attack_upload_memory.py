@@ -250,4 +250,4 @@ def test_a_first_contribution_is_bounded_until_another_bank_confirms_its_request
                    tag_for(job_id, 0, "bank_c", request_for(0), fp), b"", request=bogus)
     assert coord.upload_limit(banks["bank_c"].caller, lying) == honest < 4096
     abort = Upload(PayloadKind.ABORT, tag_for(job_id, 0, "bank_c", None, fp), b"")
-    assert coord.upload_limit(banks["bank_c"].caller, abort) == 64 << 10
+    assert coord.upload_limit(banks["bank_c"].caller, abort) == MIB
