@@ -176,6 +176,11 @@ def test_only_a_model_under_the_consortiums_contract_is_embedded(
         lines = result.output.strip().splitlines()
         assert result.exit_code == 2 and len(lines) == 1, (case, result.output)
         assert message in lines[0], (case, lines)
+    embedded = folder / "embedded.toml"  # a model pasted into the job file is checked too
+    embedded.write_text('[job]\nkind = "evaluate"\n[params]\nmodel_json = '
+                        f'{json.dumps(json.dumps(doc))}\n')
+    result = fedtab_run(world, embedded, listener.address)
+    assert result.exit_code == 2 and "another data contract" in result.output, result.output
     assert listener.accepted == 0
 
     # Positive controls: a model of ours, directly or through a symlink that stays inside the

@@ -43,7 +43,7 @@ def embed_model(spec: JobSpec, job_file: Path, contract: DataContract | None = N
 
     The file must be in the job file's folder or below and load as a model; with the
     consortium's ``contract``, the model must have been trained under it. A spec that already
-    carries ``model_json`` is returned unchanged.
+    carries ``model_json`` is returned unchanged (its model checked against ``contract``).
 
     Raises:
         ConfigError: no ``model`` parameter, a path outside the job file's folder, a file that
@@ -52,6 +52,9 @@ def embed_model(spec: JobSpec, job_file: Path, contract: DataContract | None = N
     """
     params = dict(spec.params)
     if "model_json" in params and "model" not in params:
+        text, name = params["model_json"], params.get("model_name") or "model.json"
+        if contract is not None and isinstance(text, str) and isinstance(name, str):
+            check_model(text, name, contract)
         return spec
     path = model_path(params.pop("model", None), job_file)
     data = _read_limited(path)
