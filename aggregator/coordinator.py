@@ -170,9 +170,9 @@ class Coordinator:
 
     def upload_limit(self, caller: Caller, head: Upload) -> int:
         """The most payload bytes the upload whose header is ``head`` may carry (its payload is
-        read no further): what the step's request and aggregate allow a contribution or
-        share, else the declared limit.
-        Refuses (FedtabError) what :meth:`upload` refuses on the header alone."""
+        read no further): what the step's request and aggregate allow a contribution or share,
+        else the declared limit. Refuses (FedtabError) what :meth:`upload` refuses on the
+        header alone."""
         limits = self.upload_limits
         with self._cond:
             name, _, step = self._target(caller, head)
