@@ -163,8 +163,10 @@ def test_aggregator_killed_mid_job_resumes_from_checkpoint(world: dict, tmp_path
             "run", str(world["consortium"] / "operator"), str(job), "--out",
             str(tmp_path / "out"), "--aggregator", address, "--timeout", "300"], logs)
         deadline = time.monotonic() + 120
-        while not list(state.glob("jobs/*/job.json")):
-            assert time.monotonic() < deadline, aggregator.output()
+        # Wait for the operator to hear its job id too: killed between saving the job and
+        # answering, the aggregator would leave the operator to resubmit (a second job).
+        while not list(state.glob("jobs/*/job.json")) or "submitted" not in operator.output():
+            assert time.monotonic() < deadline, aggregator.output() + operator.output()
             time.sleep(0.05)
         job_dir = next(state.glob("jobs/*"))
         assert not (job_dir / "artifacts").exists()
