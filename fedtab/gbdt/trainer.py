@@ -68,15 +68,20 @@ class GBDTTrainer(StepMachine):
     """Federated XGBoost-style trainer for ``binary:logistic`` (see module docstring).
 
     Raises :class:`ConfigError` for bad params and :class:`DataContractError` for a table that
-    does not fit the contract's binning. ``weakened_positions=True`` releases the unthinned
-    candidate positions of old, which let a bank read another bank's row: for the attack test's
-    positive control only.
+    does not fit the contract's binning. The ``weakened_*`` flags restore old release rules, for
+    the attack tests' positive controls only: ``weakened_positions`` the unthinned candidate
+    positions (a bank reads another bank's row), ``weakened_counts`` exact row counts, covers
+    and gains in proposals (differencing across trees), ``weakened_missing`` a missing flag
+    for any missing value (one row's granularity).
     """
 
     def __init__(self, ctx: JobContext, table: LocalTable, *,
-                 weakened_positions: bool = False) -> None:
+                 weakened_positions: bool = False, weakened_counts: bool = False,
+                 weakened_missing: bool = False) -> None:
         self.ctx = ctx
         self._thin = not weakened_positions
+        self._exact = weakened_counts
+        self._weakened_missing = weakened_missing
         self.table = table
         self.params = GBDTParams.from_mapping(ctx.params, default_seed=ctx.seed)
         p = self.params
@@ -166,7 +171,8 @@ class GBDTTrainer(StepMachine):
                 f"the consortium has {n_rows:.0f} rows, fewer than 2 * min_child_samples"
             )
         cuts, has_missing = binning.cuts_from_counts(
-            values[:-2], self._fine, p.max_bin, min_rows=p.min_child_samples
+            values[:-2], self._fine, p.max_bin, min_rows=p.min_child_samples,
+            weakened_missing=self._weakened_missing,
         )
         weighted_pos = p.scale_pos_weight * n_pos
         prior = weighted_pos / (weighted_pos + n_rows - n_pos)
@@ -178,7 +184,8 @@ class GBDTTrainer(StepMachine):
         self._cuts = [np.asarray(c, dtype=np.float32) for c in proposal["cuts"]]
         self._has_missing = np.asarray(proposal["has_missing"], dtype=bool)
         self._base_score = float(proposal["base_score"])
-        columns = [binning.assign_bins(self.table.X[:, j], c) for j, c in enumerate(self._cuts)]
+        columns = [binning.assign_bins(self.table.X[:, j], c, has_missing=bool(m))
+                   for j, (c, m) in enumerate(zip(self._cuts, self._has_missing, strict=True))]
         self._bins = np.zeros((self.table.n_rows, len(columns)), dtype=np.int32)
         for j, column in enumerate(columns):
             self._bins[:, j] = column
@@ -208,7 +215,7 @@ class GBDTTrainer(StepMachine):
             row_node=row_node,
         )
         self._grower = TreeGrower(rows, self._cuts, p, (self._count_spec, self._hist_spec),
-                                  self._finish_tree, thin=self._thin)
+                                  self._finish_tree, thin=self._thin, exact=self._exact)
 
     def _finish_tree(self, finished: Tree) -> None:
         if self._cuts is None:
