@@ -5,6 +5,12 @@ At depth ``d`` of tree ``t`` a :class:`CountsStep` (``tree/t/depth/d/counts``) i
 and releases. Committing a step installs the next one in the :class:`TreeGrower`, or finishes
 the tree.
 
+A split's proposal carries what ``commit`` needs to schedule the next level without the
+level's aggregates (which children are open, which one is smaller) instead of row counts, and
+covers and gains rounded as ``model.json`` rounds them (:func:`fedtab.gbdt.export.coarse`):
+every bank can commit a proposal it did not derive, and the aggregator learns no more than the
+model.
+
 Both steps name the segment ``tree/<t>``: a level's proposals need the previous level's and its
 own count aggregates (the sibling subtraction, the candidate positions). ``propose`` derives
 them without side effects beyond a :class:`~fedtab.protocol.step_machine.ProposalCache`, and

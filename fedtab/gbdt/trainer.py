@@ -4,10 +4,11 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
 
 * ``bins``: fine per-feature count histograms (plus a missing bucket per feature) and the
   (rows, positives) pair. Every bank derives the global cut points (:mod:`fedtab.gbdt.binning`),
-  which features have missing values, and the base score ``s P / (s P + N - P)``
-  (``s = scale_pos_weight``, XGBoost's weighted prior). Every bin the cut points define holds at
-  least ``min_child_samples`` non-missing consortium rows (end bins included); a feature too
-  sparse for two such bins gets no cut.
+  which features have at least ``min_child_samples`` missing values (fewer are folded into the
+  feature's last bin: nothing released tells them from none), and the base score
+  ``s P / (s P + N - P)`` (``s = scale_pos_weight``, XGBoost's weighted prior). Every bin the
+  cut points define holds at least ``min_child_samples`` consortium rows (end bins included); a
+  feature too sparse for two such bins gets no cut.
 * ``tree/t/depth/d/counts``: count histograms (all bins, integer encoding: narrow slots) of the
   nodes to expand at depth ``d`` of tree ``t``. Of each pair of siblings only the one with fewer
   consortium rows is summed; the other is its parent's aggregate minus it. From the counts every
@@ -18,20 +19,24 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
   nodes can still split there (``open``).
 * ``tree/t/depth/d/grads``: (gradient, hessian) sums of the same nodes, grouped at the released
   positions only (:mod:`fedtab.gbdt.grad_layout`; far fewer ciphertexts than full histograms).
-  Every bank finds the same best splits
-  (:mod:`fedtab.gbdt.split`) and proposes them with the children's row counts, hessian sums and
-  weights (model facts); committing routes the bank's rows to the children. A tree ends when no
-  node can be expanded; its leaves' weights are already known from their parents' splits.
+  Every bank finds the same best splits (:mod:`fedtab.gbdt.split`) and proposes them with the
+  children's weights, covers and gains as ``model.json`` has them (two significant digits),
+  which children can still split and which one is smaller (no row counts); committing routes
+  the bank's rows to the children. A tree ends when no node can be expanded; its leaves'
+  weights are already known from their parents' splits.
 
-Privacy: proposals carry only model parts (cut points, base score, splits, node weights, covers,
-gains and row counts of nodes that the floor allows) and the ids of open nodes, never a
-histogram. Nodes with fewer than ``2 * min_child_samples`` consortium rows are not expanded, so
-every revealed node histogram covers at least ``min_child_samples`` rows (and the root covers
-all sampled rows); so does every bin between released cut points, and every difference of
-gradient sums a bank can form within a level (:mod:`fedtab.gbdt.positions`). Row and column
-samples are keyed with the job's sampling secrets (:mod:`fedtab.gbdt.sampling`), so no one else
-can tell which rows a tree used. The length of a ``grads`` request (seen by the aggregator) is
-the number of released positions of the level, a count-derived figure; pad it if that matters.
+Privacy: proposals carry only model parts (cut points, base score, splits, node weights, and
+covers and gains rounded as in ``model.json``), one bit per child (can it split) and per split
+(which child is smaller), and the ids of open nodes, never a histogram or a row count: a tree-1
+node's exact (count, cover) would split into its intersections with tree 0's leaves (issue 11,
+item 3; exact leaf weights still pin them with integrality, see ``docs/SECURITY.md``). Nodes
+with fewer than ``2 * min_child_samples`` consortium rows are not expanded, so every revealed
+node histogram covers at least ``min_child_samples`` rows (and the root covers all sampled
+rows); so does every bin between released cut points, and every difference of gradient sums a
+bank can form within a level (:mod:`fedtab.gbdt.positions`). Row and column samples are keyed
+with the job's sampling secrets (:mod:`fedtab.gbdt.sampling`), so no one else can tell which
+rows a tree used. The length of a ``grads`` request (seen by the aggregator) is the number of
+released positions of the level, a count-derived figure; pad it if that matters.
 
 Replay: the model state is a function of the table and the committed proposals, and
 :meth:`GBDTTrainer.next_request` names every step after ``commit()``-only replay (a counts
