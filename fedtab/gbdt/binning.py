@@ -7,9 +7,10 @@ of it, so identical on every bank).
 
 Privacy floor: cut points are released (proposal, model file), so each one reveals that rows lie
 on both of its sides. Every bin they define holds at least ``min_rows`` (the job's
-``min_child_samples``) of the consortium's non-missing rows, the first and the last bin
-included: adjacent occupied fine buckets are merged until each bin reaches the floor. A feature
-whose non-missing rows cannot fill two such bins gets no cut and is never split. Categorical
+``min_child_samples``) of the consortium's rows with a value (or, in the last bin, folded
+missing values: below), the first and the last bin included: adjacent occupied fine buckets
+are merged until each bin reaches the floor. A feature whose rows cannot fill two such bins
+gets no cut and is never split. Categorical
 features have one fine bucket per category code, so rare categories are merged with their
 neighbours in code order (a bin is a run of consecutive codes). Missing values keep their own
 bucket outside the cuts when the consortium has at least ``min_rows`` of them (the released
