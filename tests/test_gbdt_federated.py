@@ -19,7 +19,7 @@ from fedtab.crypto.keys import PrivateKey, generate_keypair
 from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
 from fedtab.errors import ConfigError, PrivacyError, ProposalMismatchError, ProtocolError
 from fedtab.gbdt.central import train_central
-from fedtab.gbdt.model import GBDTModel
+from fedtab.gbdt.model import GBDTModel, Tree
 from fedtab.gbdt.predict import contract_frame
 from fedtab.gbdt.trainer import GBDTTrainer
 from fedtab.protocol.local_runner import JobOutcome, run_encrypted, run_plaintext
@@ -109,7 +109,6 @@ def assert_same_trees(a: GBDTModel, b: GBDTModel) -> None:
         np.testing.assert_array_equal(ta.split_bin, tb.split_bin)
         np.testing.assert_array_equal(ta.threshold, tb.threshold)
         np.testing.assert_array_equal(ta.default_left, tb.default_left)
-        np.testing.assert_array_equal(ta.count, tb.count)
         np.testing.assert_allclose(ta.value, tb.value, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(ta.cover, tb.cover, rtol=1e-6)
 
@@ -290,16 +289,26 @@ def test_min_child_samples_floor_is_enforced() -> None:
         banks = trainers(split_banks(table, (300, 300, 300)), params)
         run_plaintext(banks)
         model = banks["bank_b"].model()
+        least = []
         for tree in model.trees:
             internal = tree.left >= 0
-            assert (tree.count[1:] >= floor).all()
-            assert (tree.count[internal] >= 2 * floor).all()
-            # the counts in the model are the true consortium-wide counts of each leaf
-            leaves = tree.leaf_index(table.X)
-            for leaf in np.flatnonzero(~internal):
-                assert int((leaves == leaf).sum()) == tree.count[leaf]
-        counts[floor] = min(int(t.count[t.left < 0].min()) for t in model.trees)
+            # the model carries no row counts: count the consortium's rows in every node
+            paths = tree_node_counts(tree, table.X)
+            assert (paths[1:] >= floor).all()
+            assert (paths[internal] >= 2 * floor).all()
+            least.append(int(paths[~internal].min()))
+        counts[floor] = min(least)
     assert counts[10] < 50 <= counts[50]
+
+
+def tree_node_counts(tree: Tree, X: np.ndarray) -> np.ndarray:
+    """Rows of ``X`` passing through each node of ``tree`` (a leaf's own, an internal node's
+    summed over its subtree)."""
+    counts = np.bincount(tree.leaf_index(X), minlength=tree.n_nodes)
+    for node in range(tree.n_nodes - 1, -1, -1):  # children come after their parents
+        if tree.left[node] >= 0:
+            counts[node] = counts[tree.left[node]] + counts[tree.right[node]]
+    return counts
 
 
 def test_too_few_rows_for_the_floor_is_refused() -> None:

@@ -7,12 +7,18 @@ of it, so identical on every bank).
 
 Privacy floor: cut points are released (proposal, model file), so each one reveals that rows lie
 on both of its sides. Every bin they define holds at least ``min_rows`` (the job's
-``min_child_samples``) of the consortium's non-missing rows, the first and the last bin
-included: adjacent occupied fine buckets are merged until each bin reaches the floor. A feature
-whose non-missing rows cannot fill two such bins gets no cut and is never split. Categorical
+``min_child_samples``) of the consortium's rows with a value (or, in the last bin, folded
+missing values: below), the first and the last bin included: adjacent occupied fine buckets
+are merged until each bin reaches the floor. A feature whose rows cannot fill two such bins
+gets no cut and is never split. Categorical
 features have one fine bucket per category code, so rare categories are merged with their
 neighbours in code order (a bin is a run of consecutive codes). Missing values keep their own
-bucket outside the cuts.
+bucket outside the cuts when the consortium has at least ``min_rows`` of them (the released
+``has_missing`` flag); fewer missing values (but some) are *folded*: counted in the last occupied
+bucket and binned into the last bin, so they go right at every split, as XGBoost sends missing
+values of a feature trained without them (``default_left = 0``). The cut points, the flag and
+the model are then those of the same rows with these values set to the feature's largest value:
+nothing released tells a few missing values from none.
 
 Numeric grids are uniform on an asinh scale, ``u = asinh(x / s)`` with ``s`` a small fraction of
 the declared range's magnitude, so heavy-tailed features (amounts) get fine buckets near zero and
@@ -55,14 +61,16 @@ def fine_edges(spec: FeatureSpec, n_fine: int) -> np.ndarray:
     return np.unique(edges)
 
 
-def assign_bins(column: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Bin of every value: ``#{c <= float32(x)}``; NaN gets ``len(cuts) + 1`` (missing).
+def assign_bins(column: np.ndarray, cuts: np.ndarray, *, has_missing: bool = True) -> np.ndarray:
+    """Bin of every value: ``#{c <= float32(x)}``; NaN gets ``len(cuts) + 1`` (missing), or
+    the last bin ``len(cuts)`` when the feature has no missing bucket (``has_missing`` false:
+    its few missing values are folded, see the module docstring).
 
     ``column`` float of shape ``(n,)``; ``cuts`` float32 increasing. Returns int32 ``(n,)``.
     """
     values = column.astype(np.float32)
     bins = np.searchsorted(cuts.astype(np.float32), values, side="right").astype(np.int32)
-    bins[np.isnan(values)] = len(cuts) + 1
+    bins[np.isnan(values)] = len(cuts) + 1 if has_missing else len(cuts)
     return bins
 
 
@@ -137,17 +145,26 @@ def fine_counts(X: np.ndarray, fine: list[np.ndarray]) -> np.ndarray:
 
 
 def cuts_from_counts(
-    counts: np.ndarray, fine: list[np.ndarray], max_bin: int, *, min_rows: int
+    counts: np.ndarray, fine: list[np.ndarray], max_bin: int, *, min_rows: int,
+    weakened_missing: bool = False,
 ) -> tuple[list[np.ndarray], list[bool]]:
     """Global cut points and missing flags from the consortium's :func:`fine_counts` sum.
 
-    Every bin of every feature holds at least ``min_rows`` non-missing rows (see
-    :func:`select_cuts`).
+    Every bin of every feature holds at least ``min_rows`` rows (see :func:`select_cuts`); a
+    feature has a missing bucket only with at least ``min_rows`` missing values, fewer are
+    folded into its last occupied bucket (module docstring). ``weakened_missing``: the old
+    rule, a flag for any missing value (one row's granularity): for an attack test's positive
+    control only.
     """
     cuts, has_missing, at = [], [], 0
     for edges in fine:
-        feature = counts[at : at + len(edges) + 2]
+        feature = np.rint(counts[at : at + len(edges) + 2])
         at += len(edges) + 2
-        cuts.append(select_cuts(edges, feature[:-1], max_bin, min_rows=min_rows))
-        has_missing.append(bool(feature[-1] > 0))
+        present, missing = feature[:-1].copy(), float(feature[-1])
+        flag = missing > 0 if weakened_missing else missing >= min_rows
+        occupied = np.flatnonzero(present > 0)
+        if not flag and missing > 0 and len(occupied):
+            present[occupied[-1]] += missing
+        cuts.append(select_cuts(edges, present, max_bin, min_rows=min_rows))
+        has_missing.append(bool(flag))
     return cuts, has_missing

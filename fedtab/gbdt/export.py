@@ -53,13 +53,13 @@ def _f32(value: float) -> float:
     return float(np.float32(value))
 
 
-def _coarse(value: float) -> float:
+def coarse(value: float) -> float:
     """``value`` to two significant digits, for node statistics prediction does not use.
 
     ``sum_hessian``: in tree 0 a node's cover is its row count times ``p0 (1 - p0)``, so an
     exact cover is an exact row count; ``loss_changes`` would give covers back. XGBoost needs
     both arrays to load a model; SHAP values (``pred_contribs``) and gain importance stay
-    approximately right.
+    approximately right. Idempotent: trainers already propose rounded values.
     """
     return _f32(float(format(float(value), ".2g")))
 
@@ -93,13 +93,13 @@ def tree_to_json(
         "default_left": [int(d and not lf) for d, lf in zip(tree.default_left, leaf, strict=True)],
         "id": tree_id,
         "left_children": [int(v) for v in tree.left],
-        "loss_changes": [_coarse(v) for v in tree.loss_change],
+        "loss_changes": [coarse(v) for v in tree.loss_change],
         "parents": [int(v) for v in parents],
         "right_children": [int(v) for v in tree.right],
         "split_conditions": [_f32(v) for v in conditions],
         "split_indices": [int(f) if f >= 0 else 0 for f in tree.feature],
         "split_type": split_type,
-        "sum_hessian": [_coarse(v) for v in tree.cover],
+        "sum_hessian": [coarse(v) for v in tree.cover],
         "tree_param": {
             "num_deleted": "0",
             "num_feature": str(n_features),

@@ -5,6 +5,12 @@ At depth ``d`` of tree ``t`` a :class:`CountsStep` (``tree/t/depth/d/counts``) i
 and releases. Committing a step installs the next one in the :class:`TreeGrower`, or finishes
 the tree.
 
+A split's proposal carries what ``commit`` needs to schedule the next level without the
+level's aggregates (which children are open, which one is smaller) instead of row counts, and
+covers and gains rounded as ``model.json`` rounds them (:func:`fedtab.gbdt.export.coarse`):
+every bank can commit a proposal it did not derive, and the aggregator learns no more than the
+model.
+
 Both steps name the segment ``tree/<t>``: a level's proposals need the previous level's and its
 own count aggregates (the sibling subtraction, the candidate positions). ``propose`` derives
 them without side effects beyond a :class:`~fedtab.protocol.step_machine.ProposalCache`, and
@@ -24,6 +30,7 @@ from fedtab.crypto.encoding import EncodingSpec
 from fedtab.errors import PrivacyError, ProtocolError
 from fedtab.gbdt import positions as positions_mod
 from fedtab.gbdt import split
+from fedtab.gbdt.export import coarse
 from fedtab.gbdt.grad_layout import GradLayout
 from fedtab.gbdt.model import Tree
 from fedtab.gbdt.params import GBDTParams
@@ -74,9 +81,11 @@ class TreeGrower:
         finish: Callable[[Tree], None],
         *,
         thin: bool = True,
+        exact: bool = False,
     ) -> None:
         self.rows = rows
         self.thin = thin  # False: the WEAKENED unthinned positions (fedtab.gbdt.positions)
+        self.exact = exact  # True: the WEAKENED exact counts, covers and gains in proposals
         self.cuts = cuts
         self.params = params
         self.count_spec, self.hist_spec = encodings
@@ -96,11 +105,32 @@ class TreeGrower:
     def finish(self) -> None:
         self._finish(self.tree.freeze())
 
+    def released(self, statistic: float) -> float:
+        """A cover or gain as proposed: to two significant digits, as ``model.json`` has it
+        (exact under the weakened rule)."""
+        return statistic if self.exact else coarse(statistic)
+
     def node_json(self, stats: NodeStats) -> JsonDict:
-        """A node's model facts as proposed: row count, cover and (scaled) leaf value."""
+        """A node's model facts as proposed: (scaled) weight and rounded cover, no row count
+        (the weakened rule adds the exact count)."""
         weight = float(split.leaf_weight(stats.grad, stats.hess, self.params))
         value = float(np.float32(self.params.learning_rate * weight))
-        return {"count": stats.count, "cover": stats.hess, "value": value}
+        node: JsonDict = {"cover": self.released(stats.hess), "value": value}
+        if self.exact:
+            node["count"] = stats.count
+        return node
+
+    def children_json(self, left: NodeStats, right: NodeStats) -> JsonDict:
+        """What every bank needs to schedule the next level, and no more: which children can
+        still split (depth and ``2 * min_child_samples`` rows) and, if one can, whether the
+        left one has no more rows than the right (it is summed, the other derived)."""
+        p = self.params
+        deeper = self.tree.depth + 1 < p.max_depth
+        open_ = [deeper and s.count >= 2 * p.min_child_samples for s in (left, right)]
+        facts: JsonDict = {"open": open_}
+        if any(open_):
+            facts["left_smaller"] = left.count <= right.count
+        return facts
 
     def route(self, node: int) -> None:
         """Move this bank's rows of ``node`` to its children."""
@@ -273,26 +303,25 @@ class GradsStep:
                 "bin": best.split_bin,
                 "threshold": float(g.cuts[best.feature][best.split_bin]),
                 "default_left": best.default_left,
-                "loss_change": best.loss_change,
+                "loss_change": g.released(best.loss_change),
                 "left": g.node_json(best.left),
                 "right": g.node_json(best.right),
+                "children": g.children_json(best.left, best.right),
             })
         self._cache.keep(proposal, {node: hists[node] for node in self._open})
         return proposal
 
     def commit(self, proposal: JsonDict) -> None:
         g, hists = self._grower, self._cache.take(proposal)
-        p, tree = g.params, g.tree
+        tree = g.tree
         if tree.depth == 0:
             root = proposal["root"]
-            tree.add_node(float(root["value"]), float(root["cover"]), int(root["count"]))
+            tree.add_node(float(root["value"]), float(root["cover"]))
         frontier, build, derive = [], [], {}
         for item in proposal["splits"]:
             node = int(item["node"])
-            children = [
-                tree.add_node(float(s["value"]), float(s["cover"]), int(s["count"]))
-                for s in (item["left"], item["right"])
-            ]
+            children = [tree.add_node(float(s["value"]), float(s["cover"]))
+                        for s in (item["left"], item["right"])]
             tree.left[node], tree.right[node] = children
             tree.feature[node] = int(item["feature"])
             tree.split_bin[node] = int(item["bin"])
@@ -300,13 +329,12 @@ class GradsStep:
             tree.default_left[node] = bool(item["default_left"])
             tree.loss_change[node] = float(item["loss_change"])
             g.route(node)
-            open_children = [
-                c for c in children
-                if tree.depth + 1 < p.max_depth and tree.count[c] >= 2 * p.min_child_samples
-            ]
+            facts = item["children"]
+            open_children = [c for c, is_open in zip(children, facts["open"], strict=True)
+                             if is_open]
             if open_children:
                 frontier.extend(open_children)
-                small, large = sorted(children, key=lambda c: (tree.count[c], c))
+                small, large = children if facts["left_smaller"] else children[::-1]
                 build.append(small)
                 if large in open_children:
                     derive[large] = (node, small)

@@ -67,8 +67,9 @@ KIND = JobKind(
                 "consortium-wide", floor="min_child_samples"),
         Release("count histograms and (gradient, hessian) sums of tree nodes", (Party.BANKS,),
                 "per node and bin", floor="min_child_samples"),
-        Release("splits, gains, leaf weights, covers and row counts of tree nodes (the model)",
-                EVERYONE, "per tree node", floor="min_child_samples"),
+        Release("splits, leaf weights, and gains and covers to two significant digits, of "
+                "tree nodes (the model; no row counts)", EVERYONE, "per tree node",
+                floor="min_child_samples"),
     ),
     progress=Progress("tree", tree_of, total_param="n_estimators"),
     baseline="fedtab.simulation.baselines:fit_xgboost",

@@ -21,8 +21,9 @@ class Tree:
 
     ``left``/``right`` are child ids (-1 for leaves); ``feature``/``split_bin``/``threshold``/
     ``default_left`` describe internal nodes; ``value`` is the node's weight times the learning
-    rate (the prediction at leaves); ``loss_change``, ``cover`` (hessian sum) and ``count``
-    (consortium-wide rows) are the node statistics the model carries.
+    rate (the prediction at leaves); ``loss_change`` and ``cover`` (hessian sum) are the node
+    statistics the model carries, to two significant digits (no row counts: see
+    :mod:`fedtab.gbdt.grow`).
     """
 
     left: np.ndarray
@@ -34,7 +35,6 @@ class Tree:
     value: np.ndarray
     loss_change: np.ndarray
     cover: np.ndarray
-    count: np.ndarray
 
     @property
     def n_nodes(self) -> int:

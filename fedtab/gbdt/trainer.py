@@ -4,10 +4,11 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
 
 * ``bins``: fine per-feature count histograms (plus a missing bucket per feature) and the
   (rows, positives) pair. Every bank derives the global cut points (:mod:`fedtab.gbdt.binning`),
-  which features have missing values, and the base score ``s P / (s P + N - P)``
-  (``s = scale_pos_weight``, XGBoost's weighted prior). Every bin the cut points define holds at
-  least ``min_child_samples`` non-missing consortium rows (end bins included); a feature too
-  sparse for two such bins gets no cut.
+  which features have at least ``min_child_samples`` missing values (fewer are folded into the
+  feature's last bin: nothing released tells them from none), and the base score
+  ``s P / (s P + N - P)`` (``s = scale_pos_weight``, XGBoost's weighted prior). Every bin the
+  cut points define holds at least ``min_child_samples`` consortium rows (end bins included); a
+  feature too sparse for two such bins gets no cut.
 * ``tree/t/depth/d/counts``: count histograms (all bins, integer encoding: narrow slots) of the
   nodes to expand at depth ``d`` of tree ``t``. Of each pair of siblings only the one with fewer
   consortium rows is summed; the other is its parent's aggregate minus it. From the counts every
@@ -18,20 +19,24 @@ Steps (each one secure sum, see :mod:`fedtab.protocol.steps`):
   nodes can still split there (``open``).
 * ``tree/t/depth/d/grads``: (gradient, hessian) sums of the same nodes, grouped at the released
   positions only (:mod:`fedtab.gbdt.grad_layout`; far fewer ciphertexts than full histograms).
-  Every bank finds the same best splits
-  (:mod:`fedtab.gbdt.split`) and proposes them with the children's row counts, hessian sums and
-  weights (model facts); committing routes the bank's rows to the children. A tree ends when no
-  node can be expanded; its leaves' weights are already known from their parents' splits.
+  Every bank finds the same best splits (:mod:`fedtab.gbdt.split`) and proposes them with the
+  children's weights, covers and gains as ``model.json`` has them (two significant digits),
+  which children can still split and which one is smaller (no row counts); committing routes
+  the bank's rows to the children. A tree ends when no node can be expanded; its leaves'
+  weights are already known from their parents' splits.
 
-Privacy: proposals carry only model parts (cut points, base score, splits, node weights, covers,
-gains and row counts of nodes that the floor allows) and the ids of open nodes, never a
-histogram. Nodes with fewer than ``2 * min_child_samples`` consortium rows are not expanded, so
-every revealed node histogram covers at least ``min_child_samples`` rows (and the root covers
-all sampled rows); so does every bin between released cut points, and every difference of
-gradient sums a bank can form within a level (:mod:`fedtab.gbdt.positions`). Row and column
-samples are keyed with the job's sampling secrets (:mod:`fedtab.gbdt.sampling`), so no one else
-can tell which rows a tree used. The length of a ``grads`` request (seen by the aggregator) is
-the number of released positions of the level, a count-derived figure; pad it if that matters.
+Privacy: proposals carry only model parts (cut points, base score, splits, node weights, and
+covers and gains rounded as in ``model.json``), one bit per child (can it split) and per split
+(which child is smaller), and the ids of open nodes, never a histogram or a row count: a tree-1
+node's exact (count, cover) would split into its intersections with tree 0's leaves (issue 11,
+item 3; exact leaf weights still pin them with integrality, see ``docs/SECURITY.md``). Nodes
+with fewer than ``2 * min_child_samples`` consortium rows are not expanded, so every revealed
+node histogram covers at least ``min_child_samples`` rows (and the root covers all sampled
+rows); so does every bin between released cut points, and every difference of gradient sums a
+bank can form within a level (:mod:`fedtab.gbdt.positions`). Row and column samples are keyed
+with the job's sampling secrets (:mod:`fedtab.gbdt.sampling`), so no one else can tell which
+rows a tree used. The length of a ``grads`` request (seen by the aggregator) is the number of
+released positions of the level, a count-derived figure; pad it if that matters.
 
 Replay: the model state is a function of the table and the committed proposals, and
 :meth:`GBDTTrainer.next_request` names every step after ``commit()``-only replay (a counts
@@ -68,15 +73,20 @@ class GBDTTrainer(StepMachine):
     """Federated XGBoost-style trainer for ``binary:logistic`` (see module docstring).
 
     Raises :class:`ConfigError` for bad params and :class:`DataContractError` for a table that
-    does not fit the contract's binning. ``weakened_positions=True`` releases the unthinned
-    candidate positions of old, which let a bank read another bank's row: for the attack test's
-    positive control only.
+    does not fit the contract's binning. The ``weakened_*`` flags restore old release rules, for
+    the attack tests' positive controls only: ``weakened_positions`` the unthinned candidate
+    positions (a bank reads another bank's row), ``weakened_counts`` exact row counts, covers
+    and gains in proposals (differencing across trees), ``weakened_missing`` a missing flag
+    for any missing value (one row's granularity).
     """
 
     def __init__(self, ctx: JobContext, table: LocalTable, *,
-                 weakened_positions: bool = False) -> None:
+                 weakened_positions: bool = False, weakened_counts: bool = False,
+                 weakened_missing: bool = False) -> None:
         self.ctx = ctx
         self._thin = not weakened_positions
+        self._exact = weakened_counts
+        self._weakened_missing = weakened_missing
         self.table = table
         self.params = GBDTParams.from_mapping(ctx.params, default_seed=ctx.seed)
         p = self.params
@@ -166,7 +176,8 @@ class GBDTTrainer(StepMachine):
                 f"the consortium has {n_rows:.0f} rows, fewer than 2 * min_child_samples"
             )
         cuts, has_missing = binning.cuts_from_counts(
-            values[:-2], self._fine, p.max_bin, min_rows=p.min_child_samples
+            values[:-2], self._fine, p.max_bin, min_rows=p.min_child_samples,
+            weakened_missing=self._weakened_missing,
         )
         weighted_pos = p.scale_pos_weight * n_pos
         prior = weighted_pos / (weighted_pos + n_rows - n_pos)
@@ -178,7 +189,8 @@ class GBDTTrainer(StepMachine):
         self._cuts = [np.asarray(c, dtype=np.float32) for c in proposal["cuts"]]
         self._has_missing = np.asarray(proposal["has_missing"], dtype=bool)
         self._base_score = float(proposal["base_score"])
-        columns = [binning.assign_bins(self.table.X[:, j], c) for j, c in enumerate(self._cuts)]
+        columns = [binning.assign_bins(self.table.X[:, j], c, has_missing=bool(m))
+                   for j, (c, m) in enumerate(zip(self._cuts, self._has_missing, strict=True))]
         self._bins = np.zeros((self.table.n_rows, len(columns)), dtype=np.int32)
         for j, column in enumerate(columns):
             self._bins[:, j] = column
@@ -208,7 +220,7 @@ class GBDTTrainer(StepMachine):
             row_node=row_node,
         )
         self._grower = TreeGrower(rows, self._cuts, p, (self._count_spec, self._hist_spec),
-                                  self._finish_tree, thin=self._thin)
+                                  self._finish_tree, thin=self._thin, exact=self._exact)
 
     def _finish_tree(self, finished: Tree) -> None:
         if self._cuts is None:

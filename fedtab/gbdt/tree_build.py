@@ -33,13 +33,12 @@ class TreeBuild:
     value: list[float] = field(default_factory=list)
     loss_change: list[float] = field(default_factory=list)
     cover: list[float] = field(default_factory=list)
-    count: list[int] = field(default_factory=list)
     depth: int = 0
     frontier: list[int] = field(default_factory=lambda: [0])
     build: list[int] = field(default_factory=lambda: [0])
     derive: dict[int, tuple[int, int]] = field(default_factory=dict)
 
-    def add_node(self, value: float, cover: float, count: int) -> int:
+    def add_node(self, value: float, cover: float) -> int:
         for ints in (self.left, self.right, self.feature, self.split_bin):
             ints.append(-1)
         self.threshold.append(0.0)
@@ -47,7 +46,6 @@ class TreeBuild:
         self.loss_change.append(0.0)
         self.value.append(value)
         self.cover.append(cover)
-        self.count.append(count)
         return len(self.value) - 1
 
     def freeze(self) -> Tree:
@@ -61,5 +59,4 @@ class TreeBuild:
             value=np.array(self.value, dtype=np.float64),
             loss_change=np.array(self.loss_change, dtype=np.float64),
             cover=np.array(self.cover, dtype=np.float64),
-            count=np.array(self.count, dtype=np.int64),
         )
