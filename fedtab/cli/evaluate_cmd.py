@@ -20,6 +20,7 @@ from fedtab.errors import DataContractError
 from fedtab.metrics import describe_difference, holdout_uncertainty, with_intervals
 from fedtab.report import ReportEntry, describe_model_file, format_table, write_report
 from fedtab.scoring import Evaluation, evaluate_model, load_model
+from fedtab.tracking import TrackingRequest, evaluate_tracking_options
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -70,6 +71,7 @@ def _notes(uncertainty: dict[str, Any]) -> list[str]:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, envvar="FEDTAB_EVALUATE_REPORT", show_envvar=True,
               help="Write DIR/report.html (with roc.png and pr.png) comparing the models.")
+@evaluate_tracking_options
 @reports_errors
 def evaluate(
     model_path: Path,
@@ -78,6 +80,7 @@ def evaluate(
     baseline_path: Path | None,
     as_json: bool,
     report_dir: Path | None,
+    mlflow: TrackingRequest,
     query: str | None = None,
     db_table: str | None = None,
     data_url_file: Path | None = None,
@@ -108,6 +111,9 @@ def evaluate(
             for name, e in evaluations
         ]
         report_path = write_report(report_dir, entries, str(data), notes=notes)
+    from fedtab.tracking.evaluation import log_evaluation
+
+    log_evaluation(mlflow, evaluations, shown, notes, data, report_path)
 
     if as_json:
         doc: dict[str, Any] = {

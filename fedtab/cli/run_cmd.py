@@ -11,6 +11,7 @@ import click
 from fedtab.cli.edge import reports_errors
 from fedtab.cli.progress import print_progress
 from fedtab.jobs import JobSpec, job_kind
+from fedtab.tracking import TrackingRequest, tracking_options
 
 if TYPE_CHECKING:
     from fedtab.data.contract import DataContract
@@ -53,14 +54,17 @@ def prepared_spec(job_file: Path, contract: DataContract | None = None) -> JobSp
 @click.option("--cancel", "cancel_id", default=None, metavar="JOB_ID",
               help="Instead of submitting: cancel this queued, waiting or running job.")
 @click.option("--reason", default="", help="With --cancel: why (shown in the job's message).")
+@tracking_options
 @reports_errors
 def run(operator_dir: Path, job_file: Path | None, out: Path, address: str | None,
-        timeout: float | None, cancel_id: str | None, reason: str) -> None:
+        timeout: float | None, cancel_id: str | None, reason: str,
+        mlflow: TrackingRequest) -> None:
     """Submit JOB_FILE with the operator folder OPERATOR_DIR, wait, and save the artifacts.
 
     With --cancel JOB_ID (and no JOB_FILE) the job fails now and the queue moves on.
     """
     from fedtab.consortium import load_operator_bundle
+    from fedtab.tracking.job_run import job_tracking
     from fedtab.transport.operator_client import OperatorClient
 
     if cancel_id is not None:
@@ -79,14 +83,16 @@ def run(operator_dir: Path, job_file: Path | None, out: Path, address: str | Non
     if spec.allow_two_banks and len(bundle.config.banks) == 2:
         click.echo("warning: two banks: each can deduce the other's contribution "
                    "(allow_two_banks = true)", err=True)
+    tracking = job_tracking(mlflow, spec, bundle.config.banks, "run")
     started = time.monotonic()
     grace = min(timeout, 60.0) if timeout else 60.0
     with OperatorClient(bundle, address, unavailable_grace=grace) as client:
         job_id = client.submit(spec)
         click.echo(f"submitted {spec.kind} job {job_id} to {client.address}", err=True)
-        final = client.wait(job_id, print_progress(spec), timeout)
+        final = client.wait(job_id, tracking.observing(print_progress(spec)), timeout)
         artifacts = client.fetch_artifacts(job_id)
     paths = write_artifacts(out, artifacts)
+    tracking.finish(paths)
     click.echo(f"job {job_id} done in {time.monotonic() - started:.1f}s "
                f"({final.step_index} steps); wrote {', '.join(str(p) for p in paths)}", err=True)
     if "evaluation.txt" in artifacts:  # a kind that reports a table (evaluate)

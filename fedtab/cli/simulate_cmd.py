@@ -28,6 +28,7 @@ from fedtab.simulation.inputs import (
     synthetic_inputs,
 )
 from fedtab.simulation.runner import SimulationConfig, run_simulation, summary_lines
+from fedtab.tracking import TrackingRequest, tracking_options
 
 # Defaults of the zero-argument main job: sized to finish in a few minutes on 2 cores with a
 # 2048-bit key (about two minutes) while showing what federation buys each bank.
@@ -141,6 +142,7 @@ class BankFileType(click.ParamType):
     help="Allow a two-bank consortium (each bank can deduce the other's sums).",
 )
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@tracking_options
 @reports_errors
 def simulate(
     bank_files: tuple[tuple[str, BankTable], ...],
@@ -158,6 +160,7 @@ def simulate(
     workers: int,
     allow_two_banks: bool,
     timeout: float | None,
+    mlflow: TrackingRequest,
 ) -> None:
     """Simulate a consortium locally: train securely, compare with local-only and pooled."""
     started = time.perf_counter()
@@ -168,7 +171,12 @@ def simulate(
     config = SimulationConfig(
         out_dir=out_dir, job=job, key_bits=int(key_bits), workers=workers, timeout_seconds=timeout
     )
-    result = run_simulation(config, inputs, _say, print_progress(job))
+    from fedtab.tracking.job_run import job_tracking
+
+    tracking = job_tracking(mlflow, job, inputs.bank_names, "simulate",
+                            {"simulate.source": inputs.source, "simulate.key_bits": key_bits})
+    result = run_simulation(config, inputs, _say, tracking.observing(print_progress(job)))
+    tracking.finish([result.model_path, result.report_path], result.report)
     if result.table:
         click.echo()
         click.echo(
