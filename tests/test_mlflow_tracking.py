@@ -9,6 +9,7 @@ score a raw holdout like fedtab, to 1e-6.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -243,3 +244,40 @@ def test_without_mlflow_installed_the_error_says_how_to_install(
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: ConfigError: --mlflow needs MLflow: "
                                    "pip install 'fedtab[mlflow]'")
+
+
+@pytest.mark.slow
+def test_simulate_logs_its_comparison_timings_and_model(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    params = tmp_path / "small.toml"
+    params.write_text("[params]\nn_estimators = 3\nmax_depth = 3\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "fedtab.cli.main", "simulate", "--rows", "6000", "--params",
+         str(params), "--key-bits", "1024", "--mlflow", uri, "--mlflow-experiment", "sims"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "FEDTAB_ALLOW_SMALL_KEYS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "fedtab-out" / "report.json").read_text())
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("sims").experiment_id])
+    data = run.data
+    assert run.info.status == "FINISHED" and data.tags["fedtab.command"] == "simulate"
+    assert data.tags["fedtab.consortium"] == ",".join(report["banks"])
+    assert data.params["simulate.key_bits"] == "1024" and data.params["max_depth"] == "3"
+    first = report["holdout_comparison"][0]
+    key = f"holdout.{first['bank']}.federated.pr_auc"
+    assert data.metrics[key] == pytest.approx(first["metrics"]["federated"]["pr_auc"])
+    assert data.metrics["timings.training_seconds"] == pytest.approx(
+        report["timings"]["training_seconds"])
+    assert data.metrics["traffic.ciphertexts_summed"] == report["traffic"]["ciphertexts_summed"]
+    assert data.metrics["steps"] == report["steps"]
+    assert {"fedtab/model.json", "fedtab/report.json"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id, "fedtab")}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    booster = mlflow.xgboost.load_model(f"runs:/{run.info.run_id}/model")
+    holdout = pd.read_csv(tmp_path / "fedtab-out" / "data" / first["bank"] / "holdout.csv")
+    np.testing.assert_allclose(
+        booster.predict(to_dmatrix(booster, holdout)),
+        fedtab_gbdt_predict(tmp_path / "fedtab-out" / "model.json", holdout), atol=1e-6)
