@@ -216,6 +216,16 @@ def test_mlflow_errors_are_one_line(world: dict[str, Any], tmp_path: Path,
     assert result.output.startswith("error: ConfigError: MLflow at file:")
     assert "sqlite:///mlflow.db" in result.output
     assert len(result.output.strip().splitlines()) == 1
+    # A job the banks refuse (privacy floor): its run ends FAILED with the job's message.
+    refused = write_job(tmp_path / "refused.toml", kind="gbdt",
+                        params={**GBDT, "min_child_samples": 5})
+    uri = f"sqlite:///{tmp_path / 'refused.db'}"
+    result = CliRunner().invoke(cli, ["run", operator, str(refused), "--aggregator",
+                                      world["address"], "--timeout", "120", "--mlflow", uri])
+    assert result.exit_code != 0 and "privacy floor" in result.output
+    (run,) = mlflow.MlflowClient(uri).search_runs(
+        [mlflow.MlflowClient(uri).get_experiment_by_name("fedtab").experiment_id])
+    assert run.info.status == "FAILED" and "privacy floor" in run.data.tags["fedtab.message"]
     # evaluate --mlflow with a model no run logged.
     model = tmp_path / "model.json"
     if "gbdt" not in world:
