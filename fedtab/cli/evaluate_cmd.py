@@ -71,8 +71,8 @@ def _notes(uncertainty: dict[str, Any]) -> list[str]:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, envvar="FEDTAB_EVALUATE_REPORT", show_envvar=True,
               help="Write DIR/report.html (with roc.png and pr.png) comparing the models.")
-@evaluate_tracking_options
 @reports_errors
+@evaluate_tracking_options
 def evaluate(
     model_path: Path,
     data: str | None,

@@ -54,8 +54,8 @@ def prepared_spec(job_file: Path, contract: DataContract | None = None) -> JobSp
 @click.option("--cancel", "cancel_id", default=None, metavar="JOB_ID",
               help="Instead of submitting: cancel this queued, waiting or running job.")
 @click.option("--reason", default="", help="With --cancel: why (shown in the job's message).")
-@tracking_options
 @reports_errors
+@tracking_options
 def run(operator_dir: Path, job_file: Path | None, out: Path, address: str | None,
         timeout: float | None, cancel_id: str | None, reason: str,
         mlflow: TrackingRequest) -> None:

@@ -142,8 +142,8 @@ class BankFileType(click.ParamType):
     help="Allow a two-bank consortium (each bank can deduce the other's sums).",
 )
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
-@tracking_options
 @reports_errors
+@tracking_options
 def simulate(
     bank_files: tuple[tuple[str, BankTable], ...],
     data_path: Path | None,

@@ -1,7 +1,9 @@
 """The ``--mlflow`` options of ``fedtab run``, ``simulate`` and ``evaluate``.
 
 Each decorator adds its options and hands the command one ``mlflow`` argument, a
-:class:`TrackingRequest`, so a command's own signature grows by one parameter only.
+:class:`TrackingRequest`, so a command's own signature grows by one parameter only. Put them
+under ``reports_errors``: with ``--mlflow`` and no MLflow installed they raise the one-line
+:class:`ConfigError` saying how to install it, before the command does any work.
 ``--mlflow`` takes an optional value: ``--mlflow`` alone uses MLflow's own default tracking URI
 (``MLFLOW_TRACKING_URI``, else MLflow's default store), ``--mlflow URI`` that URI. Since the
 value is optional, put ``--mlflow`` after the command's arguments or write ``--mlflow=URI``.
@@ -38,6 +40,13 @@ class TrackingRequest:
         return self.uri is not None
 
 
+def _require_mlflow(uri: str | None) -> None:
+    if uri is not None:
+        from fedtab.tracking.client import import_mlflow
+
+        import_mlflow()
+
+
 _MLFLOW = click.option(
     "--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
     help="Track the job in MLflow at URI (alone: MLFLOW_TRACKING_URI or MLflow's default; "
@@ -54,6 +63,7 @@ def tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 register: str | None, **kwargs: Any) -> Any:
         if register is not None and mlflow_uri is None:
             raise click.UsageError("--register needs --mlflow")
+        _require_mlflow(mlflow_uri)
         kwargs["mlflow"] = TrackingRequest(mlflow_uri, mlflow_experiment, register)
         return func(*args, **kwargs)
 
@@ -77,6 +87,7 @@ def evaluate_tracking_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 **kwargs: Any) -> Any:
         if mlflow_run_id is not None and mlflow_uri is None:
             raise click.UsageError("--mlflow-run-id needs --mlflow")
+        _require_mlflow(mlflow_uri)
         kwargs["mlflow"] = TrackingRequest(mlflow_uri, run_id=mlflow_run_id)
         return func(*args, **kwargs)
 
