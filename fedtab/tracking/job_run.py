@@ -185,7 +185,10 @@ class JobRun:
         """Log the final figures, ``files`` (the job's outputs), the model in its MLflow
         flavour when ``model.json`` is among them, and register it; ends the run."""
         with mlflow_errors(self.client.tracking_uri):
-            self._log(self._final_metrics(report), self._step if self._step >= 0 else 0)
+            metrics = self._final_metrics(report)
+            self._log(metrics, self._step if self._step >= 0 else 0)
+            if any(key.startswith("privacy.") for key in metrics):
+                self.client.set_tag(self.run_id, "fedtab.privacy_cost", "privacy.* metrics")
             for path in files:
                 self.client.log_artifact(self.run_id, str(path), "fedtab")
             model = next((p for p in files if p.name == "model.json"), None)
