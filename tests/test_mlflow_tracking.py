@@ -291,3 +291,11 @@ def test_simulate_logs_its_comparison_timings_and_model(tmp_path: Path,
     np.testing.assert_allclose(
         booster.predict(to_dmatrix(booster, holdout)),
         fedtab_gbdt_predict(tmp_path / "fedtab-out" / "model.json", holdout), atol=1e-6)
+
+
+def test_holdout_artifact_folder_names_files_and_tables_never_urls() -> None:
+    from fedtab.tracking.evaluation import holdout_name
+
+    assert holdout_name("data/metro bank/holdout.csv") == "holdout"
+    assert holdout_name("postgresql://risk:***@db/cards table card_tx") == "card_tx"
+    assert holdout_name("sqlite:///x.db query 'SELECT * FROM t'") == "query"
