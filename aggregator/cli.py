@@ -1,7 +1,8 @@
 """``fedtab aggregator serve``: run the coordinator service for a consortium.
 
 Threat model: loads the aggregator bundle only (public key, TLS identity, contract); refuses a
-folder that holds private key material (``load_aggregator_bundle``).
+folder that holds private key material (``load_aggregator_bundle``) and a consortium key under
+2048 bits (tests opt in with ``FEDTAB_ALLOW_SMALL_KEYS=1``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import FrameType
 
 import click
 
+from aggregator.sessions import ATTACH_WINDOW_SECONDS
 from fedtab.cli.edge import reports_errors
 from fedtab.cli.logfmt import LOG_FORMATS, announce, set_fields, setup_logging
 from fedtab.errors import ConfigError
@@ -59,12 +61,19 @@ def aggregator() -> None:
               "(for load balancers and Kubernetes probes; the mTLS port always serves it).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
               show_default=True, help="Log lines as text, or one JSON object per line.")
+@click.option("--attach-window", type=click.FloatRange(min=0, min_open=True),
+              default=ATTACH_WINDOW_SECONDS, show_default=True, metavar="SECONDS",
+              help="A bank silent this long counts as detached; another process may then "
+              "register in its name.")
+@click.option("--insecure-small-key-for-tests", "allow_small", is_flag=True, hidden=True,
+              envvar="FEDTAB_ALLOW_SMALL_KEYS")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @reports_errors
 def serve(bundle_dir: Path, listen: str | None, state_dir: Path | None,
           port_file: Path | None, bank_timeout: float, verbose: bool,
           metrics: str | None = None, health_listen: str | None = None,
-          log_format: str = "text") -> None:
+          log_format: str = "text", attach_window: float = ATTACH_WINDOW_SECONDS,
+          allow_small: bool = False) -> None:
     """Serve the consortium in BUNDLE_DIR (e.g. DIR/aggregator) until interrupted."""
     setup_logging(log_format, verbose)
     metrics_at = check_listen(metrics, "--metrics") if metrics else None
@@ -72,13 +81,16 @@ def serve(bundle_dir: Path, listen: str | None, state_dir: Path | None,
     from aggregator.ops import OpsEndpoints
     from aggregator.service import build_coordinator, create_server
     from fedtab.consortium import load_aggregator_bundle, parse_address
+    from fedtab.crypto.keys import require_full_size
 
     bundle = load_aggregator_bundle(bundle_dir)
+    require_full_size(bundle.public_key, allow_small_for_tests=allow_small)
     set_fields(consortium=bundle.config.consortium_id)
     if listen is None:
         _, port = parse_address(bundle.config.aggregator_address)
         listen = f"0.0.0.0:{port}"
-    coordinator = build_coordinator(bundle, state_dir=state_dir, bank_timeout=bank_timeout)
+    coordinator = build_coordinator(bundle, state_dir=state_dir, bank_timeout=bank_timeout,
+                                    attach_window=attach_window)
     ops = OpsEndpoints(coordinator, metrics_at, health_at)
     try:
         server, port = create_server(bundle, check_listen(listen), coordinator=coordinator,

@@ -10,7 +10,8 @@ validate and add ciphertexts, relay decryption shards sealed under a key it lack
 proposals and store the committed model; it never holds a private key or a plaintext aggregate.
 A bank is identified by its certificate; a message naming another bank, a wrong key fingerprint,
 a replayed or future step, or a non-bank caller is rejected (and logged) without disturbing the
-job for the honest banks.
+job for the honest banks. One process speaks for a bank at a time: its registration's session
+(:mod:`aggregator.sessions`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from aggregator.checkpoint import JobStore
 from aggregator.job import Job, write_error
 from aggregator.observer import CoordinatorObserver, JobView, OpsSnapshot
+from aggregator.sessions import ATTACH_WINDOW_SECONDS, Sessions
 from fedtab.crypto.keys import PublicKey
 from fedtab.errors import (
     AuthenticationError,
@@ -52,7 +55,6 @@ from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS, UploadLimits
 
 log = logging.getLogger("fedtab.aggregator")
 
-ATTACH_WINDOW_SECONDS = 30.0  # a bank polling within this window counts as attached
 
 
 class Coordinator:
@@ -69,6 +71,7 @@ class Coordinator:
         upload_limits: UploadLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        attach_window: float = ATTACH_WINDOW_SECONDS,
     ) -> None:
         self.consortium_id = consortium_id
         self.banks = tuple(sorted(banks))
@@ -83,6 +86,8 @@ class Coordinator:
         self._cond = threading.Condition()
         self._jobs: dict[str, Job] = {}
         self._last_seen: dict[str, float] = {}
+        self.attach_window = attach_window
+        self._sessions = Sessions(attach_window, clock)  # one process per bank
         self._version = 0
         self._born = clock()  # when this aggregator started (timeouts of resumed jobs)
         self.observer = CoordinatorObserver()  # monitoring hooks (aggregator.metrics)
@@ -93,7 +98,8 @@ class Coordinator:
 
     def _bank(self, caller: Caller, claimed: str | None = None, fingerprint: str | None = None
               ) -> str:
-        """Check that ``caller`` is a consortium bank speaking for itself with our key."""
+        """Check that ``caller`` is a consortium bank speaking for itself with our key, from
+        the process of its current session."""
         if caller.role != "bank":
             raise AuthenticationError(f"{caller.role} {caller.name!r} may not call bank RPCs")
         if caller.name not in self.banks:
@@ -107,6 +113,7 @@ class Coordinator:
                 f"bank {caller.name!r} used key {fingerprint[:16]}..., the consortium key is "
                 f"{self.fingerprint[:16]}..."
             )
+        self._sessions.check(caller.name, caller.session)
         self._last_seen[caller.name] = self._clock()
         return caller.name
 
@@ -116,6 +123,11 @@ class Coordinator:
             raise AuthenticationError(f"only the operator may do this, not {caller.role} "
                                       f"{caller.name!r}")
 
+    def session_call(self, caller: Caller) -> AbstractContextManager[None]:
+        """Wrap one RPC of ``caller``: while it runs, its session counts as attached (when its
+        client is still connected; see :mod:`aggregator.sessions`)."""
+        return self._sessions.call(caller.name, caller.session, caller.connected, self._cond)
+
     def check_bank(self, caller: Caller) -> None:
         """Raise AuthenticationError unless ``caller`` is a consortium bank."""
         with self._cond:
@@ -124,12 +136,24 @@ class Coordinator:
     # ----- bank handlers --------------------------------------------------------------------
 
     def register(self, caller: Caller, bank: str, fingerprint: str) -> Registration:
+        """Attach a bank's process: a new session, or SessionError while another process's
+        session is attached (waits up to the attach window when that is unsure)."""
         with self._cond:
             name = self._bank(caller, bank, fingerprint)
+            session = self._sessions.admit(name, self._cond.wait)
+            self._last_seen[name] = self._clock()
             log.info("bank %s registered", name)
             self._schedule()
             self._cond.notify_all()
-            return Registration(self.consortium_id, self.banks)
+            return Registration(self.consortium_id, self.banks, session)
+
+    def detach(self, caller: Caller) -> None:
+        """End the caller's session: its process stops, another may register at once."""
+        with self._cond:
+            name = self._bank(caller)
+            if self._sessions.end(name, caller.session):
+                log.info("bank %s detached", name)
+            self._cond.notify_all()
 
     def next_task(self, caller: Caller, wait: float) -> JobAssignment | None:
         """The running job this bank takes part in, waiting up to ``wait`` seconds for one."""
@@ -144,7 +168,7 @@ class Coordinator:
                 if job is not None and job.state is JobState.RUNNING and name in job.banks:
                     return JobAssignment(job.job_id, job.spec.to_dict(), job.banks)
                 remaining = deadline - self._clock()
-                if remaining <= 0:
+                if remaining <= 0 or not caller.connected():
                     return None
                 self._cond.wait(min(remaining, 1.0))
 
@@ -164,7 +188,7 @@ class Coordinator:
                     status.step_index != step_index or not status_done_my_part(status)
                 )
                 remaining = deadline - self._clock()
-                if busy or finished or remaining <= 0:
+                if busy or finished or remaining <= 0 or not caller.connected():
                     return status
                 self._cond.wait(min(remaining, 1.0))
 
@@ -351,7 +375,7 @@ class Coordinator:
 
     def _attached(self) -> set[str]:
         now = self._clock()
-        return {b for b, t in self._last_seen.items() if now - t <= ATTACH_WINDOW_SECONDS}
+        return {b for b, t in self._last_seen.items() if now - t <= self.attach_window}
 
     def _schedule(self) -> None:
         """Start the oldest pending job once all its banks are attached."""

@@ -22,6 +22,7 @@ import grpc
 from aggregator.checkpoint import JobStore
 from aggregator.coordinator import Coordinator
 from aggregator.health import AggregatorHealth
+from aggregator.sessions import ATTACH_WINDOW_SECONDS
 from fedtab.consortium import AggregatorBundle
 from fedtab.errors import ConfigError, FedtabError
 from fedtab.jobs import JobSpec
@@ -50,7 +51,10 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
     def _call(self, context: grpc.ServicerContext, rpc: str, fn: Callable[[Caller], T]) -> T:
         try:
             peer = tls.peer_identity(context)
-            return fn(Caller(peer.name, peer.role))
+            session = convert.session_from_metadata(context.invocation_metadata())
+            caller = Caller(peer.name, peer.role, session, context.is_active)
+            with self.coordinator.session_call(caller):
+                return fn(caller)
         except FedtabError as exc:
             self.coordinator.observer.refused(rpc, exc)
             log.warning("%s from %s refused: %s", rpc, context.peer(), exc.one_line(),
@@ -61,6 +65,10 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
         reg = self._call(context, "Register", lambda c: self.coordinator.register(
             c, request.bank, request.key_fingerprint))
         return convert.registration_to_proto(reg)
+
+    def Detach(self, request: pb.DetachRequest, context: grpc.ServicerContext) -> Any:
+        self._call(context, "Detach", self.coordinator.detach)
+        return pb.DetachReply()
 
     def NextTask(self, request: pb.NextTaskRequest, context: grpc.ServicerContext) -> Any:
         job = self._call(context, "NextTask", lambda c: self.coordinator.next_task(
@@ -116,7 +124,8 @@ class AggregatorServicer(pb_grpc.AggregatorServicer):
 
 
 def build_coordinator(bundle: AggregatorBundle, *, state_dir: Path | None = None,
-                      bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS) -> Coordinator:
+                      bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS,
+                      attach_window: float = ATTACH_WINDOW_SECONDS) -> Coordinator:
     """A coordinator for an aggregator bundle (public key only), resuming from ``state_dir``."""
     store = JobStore(state_dir) if state_dir is not None else None
     return Coordinator(
@@ -125,6 +134,7 @@ def build_coordinator(bundle: AggregatorBundle, *, state_dir: Path | None = None
         bundle.public_key,
         store=store,
         bank_timeout=bank_timeout,
+        attach_window=attach_window,
     )
 
 
@@ -137,6 +147,7 @@ def create_server(
     bank_timeout: float = DEFAULT_BANK_TIMEOUT_SECONDS,
     max_workers: int = 32,
     health: AggregatorHealth | None = None,
+    attach_window: float = ATTACH_WINDOW_SECONDS,
 ) -> tuple[grpc.Server, int]:
     """Build (not start) the mTLS gRPC server for ``bundle`` bound to ``address``.
 
@@ -145,7 +156,7 @@ def create_server(
     health-checking service (:mod:`aggregator.health`).
     """
     coordinator = coordinator or build_coordinator(
-        bundle, state_dir=state_dir, bank_timeout=bank_timeout
+        bundle, state_dir=state_dir, bank_timeout=bank_timeout, attach_window=attach_window
     )
     # Every bank holds one long poll open and may upload or download at the same time.
     workers = max(max_workers, 4 * len(coordinator.banks) + 8)

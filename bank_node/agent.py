@@ -17,6 +17,7 @@ it sends the aggregator only ciphertexts, sealed shards, proposals and results.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -30,11 +31,13 @@ from fedtab.consortium import BankBundle
 from fedtab.data.contract import LocalTable
 from fedtab.errors import (
     ConfigError,
+    DataLimitError,
     FedtabError,
     JobFailedError,
     PeerUnavailableError,
     PrivacyError,
     ReplayError,
+    SessionError,
 )
 from fedtab.jobs import JobSpec, create_trainer
 from fedtab.protocol.exchange import (
@@ -61,6 +64,7 @@ from fedtab.transport.options import LONG_POLL_SECONDS
 
 log = logging.getLogger("fedtab.bank")
 MAX_REJECTIONS = 5
+_PARAMETER = re.compile(r"[a-z_]{1,40}")  # a parameter name: letters and underscores only
 
 
 class BankAgent:
@@ -105,7 +109,9 @@ class BankAgent:
     # ----- life cycle -------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Release everything; the aggregator frees this bank's name for another process."""
         self._stop.set()
+        self.client.detach()
         self.secure_sum.close()
         self.client.close()
 
@@ -162,6 +168,8 @@ class BankAgent:
         """Take part in ``job`` until it is done or failed; returns the final state."""
         try:
             spec = JobSpec.from_dict(job.spec)
+            # The bank list comes from the aggregator: checked against this bank's own bundle.
+            self.policy.check_banks(spec, job.banks, self.bundle.config.banks, self.name)
             self.policy.check(spec)  # validates [params] with the kind's schema, as the trainer
             ctx = bank_job_context(job.job_id, self.name, job.banks, spec, self.bundle.shard_key,
                                    self.bundle.directory, self.policy.privacy_floor)
@@ -170,8 +178,8 @@ class BankAgent:
         except FedtabError as exc:
             if self._stop.is_set():
                 return "stopped"
-            if isinstance(exc, PeerUnavailableError):
-                raise
+            if isinstance(exc, PeerUnavailableError | SessionError):
+                raise  # unreachable, or another process now speaks for this bank
             self._progress(f"{self.name}: job {job.job_id} failed here: {exc.one_line()}")
             reason = _shareable_reason(exc, self.name)
         except Exception as exc:  # a bug: keep the traceback in the log, fail the job
@@ -192,9 +200,15 @@ class BankAgent:
 def _shareable_reason(exc: FedtabError, bank: str) -> str:
     """What the aggregator and operator may read of why this bank cannot run a job.
 
-    Parameter errors and this bank's own refusals name parameters only; anything about the
-    bank's data (row counts, values) stays in the bank's log.
+    Parameter errors and this bank's own refusals name parameters only and are shared as they
+    are; anything about the bank's data (row counts, values) stays in the bank's log: its
+    class is shared, and for a :class:`DataLimitError` the parameter its data does not fit
+    (a name from the kind's schema, rebuilt here, never the message).
     """
+    if isinstance(exc, DataLimitError):
+        parameter = exc.parameter if _PARAMETER.fullmatch(exc.parameter) else "parameters"
+        return (f"DataLimitError at bank {bank}: its data does not fit the job's {parameter} "
+                "(details in that bank's log)")
     if isinstance(exc, ConfigError | PolicyRefusal):
         return exc.one_line()
     return f"{type(exc).__name__} at bank {bank} (details in that bank's log)"

@@ -1,7 +1,9 @@
 """``fedtab bank join``: validate the bank's table, attach to the aggregator and serve jobs.
 
 Threat model: the bank process holds the private key and shard key (from its bundle) and its
-table; nothing is sent before the table passes the data contract.
+table; nothing is sent before the table passes the data contract. A consortium key under 2048
+bits is refused (tests opt in with ``FEDTAB_ALLOW_SMALL_KEYS=1``); jobs over two banks only
+with ``--allow-two-banks``.
 """
 
 from __future__ import annotations
@@ -70,24 +72,32 @@ def bank() -> None:
               "it (repeatable).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
               show_default=True, help="Log lines as text, or one JSON object per line.")
+@click.option("--allow-two-banks", is_flag=True,
+              help="Take part in jobs over only two banks when the job allows it (each bank "
+              "can then deduce the other's contribution).")
+@click.option("--insecure-small-key-for-tests", "allow_small", is_flag=True, hidden=True,
+              envvar="FEDTAB_ALLOW_SMALL_KEYS")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @reports_errors
 def join(bundle_dir: Path, data_path: str | None, address: str | None, workers: int,
          verbose: bool, query: str | None = None, db_table: str | None = None,
          data_url_file: Path | None = None, holdout_path: Path | None = None,
          give_up_after: float = 600.0, privacy_floor: int = DEFAULT_PRIVACY_FLOOR,
-         approved_models: tuple[Path, ...] = (), log_format: str = "text") -> None:
+         approved_models: tuple[Path, ...] = (), log_format: str = "text",
+         allow_two_banks: bool = False, allow_small: bool = False) -> None:
     """Join with the bank folder BUNDLE_DIR (e.g. DIR/banks/NAME) and serve jobs."""
     limit_threads()
     setup_logging(log_format, verbose)
     from bank_node.agent import BankAgent
     from bank_node.policy import BankPolicy
     from fedtab.consortium import load_bank_bundle
+    from fedtab.crypto.keys import require_full_size
     from fedtab.data.sources import load_source, table_source
     from fedtab.data.validate import load_table
 
     source = table_source(data_path, query=query, table=db_table, url_file=data_url_file)
     bundle = load_bank_bundle(bundle_dir)
+    require_full_size(bundle.public_key, allow_small_for_tests=allow_small)
     set_fields(bank=bundle.name)
 
     def say(line: str) -> None:
@@ -100,7 +110,8 @@ def join(bundle_dir: Path, data_path: str | None, address: str | None, workers: 
         holdout = load_table(holdout_path, bundle.contract)
         say(f"{bundle.name}: holdout {holdout_path} matches the contract "
             f"({holdout.n_rows} rows)")
-    policy = BankPolicy.for_bundle(bundle_dir, privacy_floor, approved_models)
+    policy = BankPolicy.for_bundle(bundle_dir, privacy_floor, approved_models,
+                                   allow_two_banks=allow_two_banks)
     agent = BankAgent(bundle, table, address, workers=workers,
                       progress=say, holdout=holdout,
                       give_up_after=give_up_after or None, policy=policy)

@@ -1,7 +1,8 @@
 """The bank's RPC calls to the aggregator, in plain message types, with retry on outages.
 
 Threat model: sends only ciphertexts, sealed shards, proposals and results; authenticates with
-the bank's mTLS certificate. No key material passes through here.
+the bank's mTLS certificate. No key material passes through here. Every call after
+``register`` carries this process's session (``aggregator.sessions``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import TypeVar
+
+import grpc
 
 from fedtab.errors import PeerUnavailableError
 from fedtab.protocol.exchange import StepStatus, Upload
@@ -44,11 +47,13 @@ class BankClient:
         self.address = address
         self.bank = bank
         self.give_up_after = give_up_after
+        self._identity = identity
         self._channel = open_channel(identity, address)
         self._stub = aggregator_stub(self._channel)
         self._should_stop = should_stop
         self._outage = OutageReporter(address, log.warning, give_up_after=give_up_after,
                                       every=OUTAGE_LOG_EVERY)
+        self.session: str | None = None  # from register; sent with every later call
 
     def close(self) -> None:
         self._channel.close()
@@ -68,22 +73,45 @@ class BankClient:
     def register(self, fingerprint: str) -> Registration:
         request = pb.RegisterRequest(bank=self.bank, key_fingerprint=fingerprint)
         reply = self._call(lambda: self._stub.Register(request, timeout=RPC_TIMEOUT_SECONDS))
-        return convert.registration_from_proto(reply)
+        registration = convert.registration_from_proto(reply)
+        self.session = registration.session or None
+        return registration
+
+    def _meta(self) -> tuple[tuple[str, str], ...]:
+        return convert.session_metadata(self.session)
+
+    def detach(self, timeout: float = 2.0) -> bool:
+        """End this process's session (it stops), on a channel of its own (``close`` may have
+        closed the main one); one attempt, failures ignored. Returns whether it was ended."""
+        if self.session is None:
+            return False
+        channel = open_channel(self._identity, self.address)
+        try:
+            aggregator_stub(channel).Detach(pb.DetachRequest(), timeout=timeout,
+                                            metadata=self._meta())
+            return True
+        except grpc.RpcError:
+            return False
+        finally:
+            channel.close()
 
     def next_task(self, wait: float = LONG_POLL_SECONDS) -> JobAssignment | None:
         request = pb.NextTaskRequest(wait_seconds=wait)
-        reply = self._call(lambda: self._stub.NextTask(request, timeout=wait + 30))
+        reply = self._call(lambda: self._stub.NextTask(request, timeout=wait + 30,
+                                                         metadata=self._meta()))
         return convert.assignment_from_proto(reply)
 
     def poll_step(self, job_id: str, step_index: int, wait: float = LONG_POLL_SECONDS
                   ) -> StepStatus:
         request = pb.PollStepRequest(job_id=job_id, step_index=step_index, wait_seconds=wait)
-        reply = self._call(lambda: self._stub.PollStep(request, timeout=wait + 30))
+        reply = self._call(lambda: self._stub.PollStep(request, timeout=wait + 30,
+                                                         metadata=self._meta()))
         return convert.step_status_from_proto(reply)
 
     def upload(self, upload: Upload) -> UploadAck:
         reply = self._call(lambda: self._stub.Upload(convert.upload_to_proto(upload),
-                                                     timeout=RPC_TIMEOUT_SECONDS))
+                                                     timeout=RPC_TIMEOUT_SECONDS,
+                                                     metadata=self._meta()))
         return convert.ack_from_proto(reply)
 
     def download(self, kind: DownloadKind, job_id: str, step_index: int = 0,
@@ -92,7 +120,8 @@ class BankClient:
                                      from_index=from_index)
 
         def fetch() -> bytes:
-            stream = self._stub.Download(request, timeout=RPC_TIMEOUT_SECONDS)
+            stream = self._stub.Download(request, timeout=RPC_TIMEOUT_SECONDS,
+                                         metadata=self._meta())
             return convert.payload_from_chunks(stream)
 
         return self._call(fetch)

@@ -25,22 +25,28 @@ parties. A bank therefore does not take a job's privacy parameters on trust:
   folder when a job finishes) or that its own operator approved (``bank join --approve-model``);
   the kind names the parameter carrying the model (``scored_model``).
 
-Refusals are one line and name the kind, the parameter or the model digest, never this bank's
-data.
+* **The job's banks.** The aggregator names the banks of a job; this bank does not take that
+  list on trust. It must list this bank, each bank once, and only members of the consortium
+  (from this bank's own bundle), and at least three banks: with two, each could subtract its
+  own contribution from an aggregate and read the other's. Two are accepted only when the job
+  says ``allow_two_banks`` *and* this bank agreed (``bank join --allow-two-banks``).
+
+Refusals are one line and name the kind, the parameter, a bank or the model digest, never this
+bank's data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fedtab.atomic import atomic_write_text
 from fedtab.errors import ConfigError, PrivacyError
-from fedtab.jobs import JobKind, JobSpec, Registry
+from fedtab.jobs import MIN_BANKS, JobKind, JobSpec, Registry
 from fedtab.jobs.constraints import Interval, Param, Schema
 
 DEFAULT_PRIVACY_FLOOR = 50
@@ -66,6 +72,7 @@ class BankPolicy:
     approved_models: set[str] = field(default_factory=set)
     registry: Path | None = None
     kinds: Registry = field(default_factory=Registry)
+    allow_two_banks: bool = False
 
     def __post_init__(self) -> None:
         self.privacy_floor = SETTINGS.convert("privacy_floor", self.privacy_floor)
@@ -73,7 +80,8 @@ class BankPolicy:
 
     @classmethod
     def for_bundle(
-        cls, bundle_dir: Path, privacy_floor: int, approve: Iterable[Path] = ()
+        cls, bundle_dir: Path, privacy_floor: int, approve: Iterable[Path] = (),
+        *, allow_two_banks: bool = False,
     ) -> BankPolicy:
         """The policy of the bank whose folder is ``bundle_dir``; ``approve``: model files."""
         approved = set()
@@ -82,7 +90,32 @@ class BankPolicy:
                 approved.add(model_digest(Path(path).read_bytes()))
             except OSError as exc:
                 raise ConfigError(f"cannot read approved model {path}: {exc.strerror}") from exc
-        return cls(privacy_floor, approved, Path(bundle_dir) / TRAINED_MODELS_FILE)
+        return cls(privacy_floor, approved, Path(bundle_dir) / TRAINED_MODELS_FILE,
+                   allow_two_banks=allow_two_banks)
+
+    def check_banks(self, spec: JobSpec, banks: Sequence[str], members: Iterable[str],
+                    me: str) -> None:
+        """Raise :class:`PolicyRefusal` unless this bank takes part in a job over ``banks``.
+
+        ``members``: the consortium's banks from this bank's own bundle; ``me``: this bank.
+        """
+        listed = list(banks)
+        if len(set(listed)) != len(listed):
+            raise PolicyRefusal("the job lists a bank more than once; this bank refuses it")
+        strangers = sorted(set(listed) - set(members))
+        if strangers:
+            named = ", ".join(repr(name[:40]) for name in strangers[:3])
+            raise PolicyRefusal(f"the job lists {named}, not a member of this consortium; "
+                                "this bank refuses it")
+        if me not in listed:
+            raise PolicyRefusal(f"the job does not list this bank ({me!r}); it refuses it")
+        if len(listed) < 2:
+            raise PolicyRefusal("a job needs at least two banks; this bank refuses it")
+        if len(listed) < MIN_BANKS and not (spec.allow_two_banks and self.allow_two_banks):
+            who = ("this bank does not allow two-bank jobs (bank join --allow-two-banks)"
+                   if spec.allow_two_banks else "the job does not set allow_two_banks")
+            raise PolicyRefusal(f"the job has only two banks and {who}: each could deduce the "
+                                "other's contribution")
 
     def check(self, spec: JobSpec) -> None:
         """Raise :class:`PolicyRefusal` if this bank must not take part in ``spec``.

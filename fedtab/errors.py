@@ -28,6 +28,18 @@ class ConfigError(FedtabError):
     exit_code = 2
 
 
+class DataLimitError(ConfigError):
+    """This bank's data does not fit a job parameter (e.g. more rows than max_rows_per_bank).
+
+    The message may carry figures about the bank's data and stays in its own log; what the
+    bank tells the aggregator is rebuilt from ``parameter`` alone (a parameter name).
+    """
+
+    def __init__(self, message: str = "", parameter: str = "") -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
 class KeyMaterialError(FedtabError):
     """A key file is missing, of the wrong kind, or has the wrong fingerprint."""
 
@@ -71,6 +83,12 @@ class ReplayError(ProtocolError):
 
 class AuthenticationError(ProtocolError):
     """A peer's certificate or claimed identity is not acceptable."""
+
+
+
+class SessionError(AuthenticationError):
+    """A second process speaks for a bank whose session is attached, or a call carries a
+    session that is no longer the bank's current one."""
 
 
 

@@ -37,7 +37,7 @@ import numpy as np
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.data.contract import DataContract, FeatureSpec, LocalTable
 from fedtab.data.validate import tolerated_range
-from fedtab.errors import ConfigError, DataContractError, ProtocolError
+from fedtab.errors import DataContractError, DataLimitError, ProtocolError
 from fedtab.protocol.steps import JsonDict, SumRequest
 from fedtab.rare import withhold_rare
 
@@ -92,14 +92,15 @@ def _range_of(spec: FeatureSpec) -> tuple[float, float]:
 def check_table(table: LocalTable, max_rows: int) -> None:
     """Check row count, numeric ranges and category codes against the job and contract.
 
-    Raises :class:`ConfigError` for more rows than ``max_rows`` and :class:`DataContractError`
-    naming the column and first bad row otherwise.
+    Raises :class:`DataLimitError` (a :class:`ConfigError` whose figures stay in this bank's
+    log) for more rows than ``max_rows`` and :class:`DataContractError` naming the column and
+    first bad row otherwise.
     """
     X = table.X
     if table.n_rows > max_rows:
-        raise ConfigError(
+        raise DataLimitError(
             f"this bank has {table.n_rows} rows but the job declares max_rows_per_bank="
-            f"{max_rows}; raise it in the job's [params]"
+            f"{max_rows}; raise it in the job's [params]", parameter="max_rows_per_bank"
         )
     if X.shape != (table.n_rows, len(table.contract.features)):
         raise DataContractError(f"table X has shape {X.shape}, contract has "

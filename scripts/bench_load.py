@@ -115,11 +115,13 @@ class PeakMemory:
         self._thread.join()
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], log: Path, small_key: bool = False) -> subprocess.Popen[bytes]:
+    """Start a ``fedtab`` command; ``small_key``: opt in to a key under 2048 bits."""
+    extra = {"FEDTAB_ALLOW_SMALL_KEYS": "1"} if small_key else {}
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "fedtab.cli.main", *args], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **SINGLE_THREAD_ENV})
+                                env={**os.environ, **SINGLE_THREAD_ENV, **extra})
 
 
 def wait_port(port_file: Path, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
@@ -163,14 +165,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             port_file = logs / "aggregator.port"
             aggregator = spawn(["aggregator", "serve", str(root / "consortium" / "aggregator"),
                                 "--listen", "127.0.0.1:0", "--state", str(root / "state"),
-                                "--port-file", str(port_file)], logs / "aggregator.log")
+                                "--port-file", str(port_file)], logs / "aggregator.log",
+                               small_key=args.key_bits < 2048)
             processes.append(aggregator)
             memory.watch("aggregator", aggregator.pid)
             address = f"127.0.0.1:{wait_port(port_file, aggregator)}"
             for bank, path in tables.items():
                 process = spawn(["bank", "join", str(root / "consortium" / "banks" / bank),
                                  "--data", str(path), "--aggregator", address, "--workers", "1"],
-                                logs / f"{bank}.log")
+                                logs / f"{bank}.log", small_key=args.key_bits < 2048)
                 processes.append(process)
                 memory.watch(bank, process.pid)
             operator = load_operator_bundle(root / "consortium" / "operator")

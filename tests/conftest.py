@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fedtab.crypto.keys import PrivateKey, generate_keypair
 
 SMALL_KEY_BITS = 1024
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests use small keys for speed: opt in for every ``bank join`` / ``aggregator serve``
+    they run, in process or as a child process (tests of the refusal unset it)."""
+    os.environ["FEDTAB_ALLOW_SMALL_KEYS"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -287,14 +287,17 @@ class InProcessConsortium:
     def __init__(self, consortium: Path, tables: Mapping[str, Path], *,
                  state_dir: Path | None = None, bank_timeout: float = 600.0,
                  poll_seconds: float = 1.0, start_banks: Sequence[str] | None = None,
-                 on_agent: Callable[[Any], None] | None = None) -> None:
+                 on_agent: Callable[[Any], None] | None = None,
+                 attach_window: float | None = None) -> None:
         from aggregator.service import build_coordinator, create_server
         from fedtab.consortium import load_aggregator_bundle, load_bank_bundle, load_operator_bundle
         from fedtab.data.validate import load_table
 
         self.consortium = consortium
         agg = load_aggregator_bundle(consortium / "aggregator")
-        self.coordinator = build_coordinator(agg, state_dir=state_dir, bank_timeout=bank_timeout)
+        window = {} if attach_window is None else {"attach_window": attach_window}
+        self.coordinator = build_coordinator(agg, state_dir=state_dir, bank_timeout=bank_timeout,
+                                             **window)
         self.server, port = create_server(agg, coordinator=self.coordinator)
         self.address = f"127.0.0.1:{port}"
         self.operator = load_operator_bundle(consortium / "operator")

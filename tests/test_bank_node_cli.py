@@ -78,7 +78,11 @@ def test_aggregator_refuses_a_bank_folder(two_banks: dict) -> None:
 
 def test_run_with_two_banks_needs_the_override(two_banks: dict, tmp_path: Path) -> None:
     consortium = two_banks["consortium"]
-    with InProcessConsortium(consortium, two_banks["tables"]) as cons:
+
+    def consent(agent) -> None:  # bank join --allow-two-banks
+        agent.policy.allow_two_banks = True
+
+    with InProcessConsortium(consortium, two_banks["tables"], on_agent=consent) as cons:
         plain = write_job(tmp_path / "plain.toml")
         result = CliRunner().invoke(
             cli,

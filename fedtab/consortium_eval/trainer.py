@@ -46,7 +46,7 @@ from fedtab.consortium_eval.model_param import load_model_text
 from fedtab.consortium_eval.report import format_table
 from fedtab.crypto.encoding import EncodingSpec
 from fedtab.data.contract import LocalTable
-from fedtab.errors import ConfigError, PrivacyError, ProtocolError
+from fedtab.errors import ConfigError, DataLimitError, PrivacyError, ProtocolError
 from fedtab.metrics import evaluate_scores
 from fedtab.profiling import DEFAULT_MAX_ROWS
 from fedtab.protocol.step_machine import FnStep, Step, StepMachine
@@ -124,8 +124,9 @@ class EvaluateTrainer(StepMachine):
             raise ConfigError(f"the model {self._params.model_name} was trained under another "
                               "data contract than this consortium's")
         if holdout.n_rows > self._params.max_rows_per_bank:
-            raise ConfigError(f"bank {ctx.bank_name}'s holdout has {holdout.n_rows} rows but the "
-                              f"job declares max_rows_per_bank={self._params.max_rows_per_bank}")
+            raise DataLimitError(f"bank {ctx.bank_name}'s holdout has {holdout.n_rows} rows but "
+                                 "the job declares max_rows_per_bank="
+                                 f"{self._params.max_rows_per_bank}", "max_rows_per_bank")
         n_pos = int(np.sum(holdout.y))
         if holdout.n_rows < self._params.min_rows:
             raise PrivacyError(f"bank {ctx.bank_name}'s holdout has {holdout.n_rows} rows, "

@@ -87,6 +87,19 @@ class PrivateKey:
         return f"PrivateKey(bits={self.public.bits}, fingerprint={self.fingerprint[:16]}...)"
 
 
+def require_full_size(key: PublicKey, *, allow_small_for_tests: bool = False) -> None:
+    """Refuse a consortium key under :data:`MIN_BITS` bits (a service must not run on one).
+
+    Smaller keys pass only with ``allow_small_for_tests`` (``FEDTAB_ALLOW_SMALL_KEYS=1``, for
+    tests). Raises :class:`KeyMaterialError` in one line.
+    """
+    if key.bits < MIN_BITS and not allow_small_for_tests:
+        raise KeyMaterialError(
+            f"the consortium's Paillier key has {key.bits} bits, below the minimum of "
+            f"{MIN_BITS}; create the consortium again with a {MIN_BITS}-bit key"
+        )
+
+
 def _random_prime(bits: int) -> int:
     """A random prime of exactly ``bits`` bits with the top two bits set (so p*q has 2*bits)."""
     while True:

@@ -35,6 +35,8 @@ from fedtab.transport.messages import (
 )
 from fedtab.transport.options import CHUNK_BYTES, MAX_PAYLOAD_BYTES
 
+SESSION_METADATA_KEY = "fedtab-session"  # gRPC metadata: the bank's session (schemas/)
+
 
 def _json_loads(text: str, what: str) -> Any:
     try:
@@ -224,11 +226,26 @@ def artifacts_from_bytes(data: bytes) -> dict[str, bytes]:
 
 
 def registration_to_proto(reg: Registration) -> pb.RegisterReply:
-    return pb.RegisterReply(consortium_id=reg.consortium_id, banks=list(reg.banks))
+    return pb.RegisterReply(consortium_id=reg.consortium_id, banks=list(reg.banks),
+                            session=reg.session)
 
 
 def registration_from_proto(msg: pb.RegisterReply) -> Registration:
-    return Registration(consortium_id=msg.consortium_id, banks=tuple(msg.banks))
+    return Registration(consortium_id=msg.consortium_id, banks=tuple(msg.banks),
+                        session=msg.session)
+
+
+def session_metadata(session: str | None) -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata carrying a bank's session on every call after ``Register``."""
+    return ((SESSION_METADATA_KEY, session),) if session else ()
+
+
+def session_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    """The session a call carries, or None when it carries none."""
+    for key, value in metadata or ():
+        if key == SESSION_METADATA_KEY and value:
+            return str(value)[:64]
+    return None
 
 
 def assignment_to_proto(job: JobAssignment | None) -> pb.NextTaskReply:

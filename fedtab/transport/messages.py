@@ -8,6 +8,7 @@ client speak these types; only :mod:`fedtab.transport.convert` knows the generat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
@@ -33,12 +34,19 @@ class JobState(StrEnum):
     FAILED = "failed"
 
 
+def _connected() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling, from the verified mTLS certificate: name and role."""
+    """Who is calling, from the verified mTLS certificate: name and role; for a bank, the
+    session it sent (None: none sent) and whether its client is still connected."""
 
     name: str
     role: str  # "aggregator" | "bank" | "operator"
+    session: str | None = None
+    connected: Callable[[], bool] = field(default=_connected, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -81,5 +89,9 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class Registration:
+    """The aggregator's answer to a bank's registration; ``session`` goes with every later
+    call of that bank (see :mod:`aggregator.sessions`)."""
+
     consortium_id: str
     banks: tuple[str, ...] = field(default_factory=tuple)
+    session: str = ""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x66\x65\x64tab.proto\x12\tfedtab.v2\"y\n\x03Tag\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x0c\n\x04\x62\x61nk\x18\x04 \x01(\t\x12\x17\n\x0fkey_fingerprint\x18\x05 \x01(\t\x12\x16\n\x0erequest_digest\x18\x06 \x01(\t\"\xbd\x01\n\x0cUploadHeader\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.fedtab.v2.PayloadKind\x12\x1b\n\x03tag\x18\x02 \x01(\x0b\x32\x0e.fedtab.v2.Tag\x12\x14\n\x0crequest_json\x18\x03 \x01(\t\x12\x13\n\x0bshard_start\x18\x04 \x01(\x03\x12\x12\n\nshard_stop\x18\x05 \x01(\x03\x12\x16\n\x0e\x63ontent_digest\x18\x06 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\"P\n\x0bUploadChunk\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.fedtab.v2.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x1e\n\tUploadAck\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"p\n\x0f\x44ownloadRequest\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.fedtab.v2.DownloadKind\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x03\x12\x12\n\nfrom_index\x18\x04 \x01(\x03\"F\n\tDataChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x03\x12\x16\n\x0e\x63ontent_digest\x18\x03 \x01(\t\"H\n\x0bSealedShard\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x03\x12\x0c\n\x04stop\x18\x03 \x01(\x03\x12\x0e\n\x06sealed\x18\x04 \x01(\x0c\"2\n\x08ShardSet\x12&\n\x06shards\x18\x01 \x03(\x0b\x32\x16.fedtab.v2.SealedShard\"K\n\rCommittedStep\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x14\n\x0crequest_json\x18\x02 \x01(\t\x12\x15\n\rproposal_json\x18\x03 \x01(\t\"9\n\x0e\x43ommittedSteps\x12\'\n\x05steps\x18\x01 \x03(\x0b\x32\x18.fedtab.v2.CommittedStep\")\n\x08\x41rtifact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"5\n\x0b\x41rtifactSet\x12&\n\tartifacts\x18\x01 \x03(\x0b\x32\x13.fedtab.v2.Artifact\"8\n\x0fRegisterRequest\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x17\n\x0fkey_fingerprint\x18\x02 \x01(\t\"5\n\rRegisterReply\x12\x15\n\rconsortium_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61nks\x18\x02 \x03(\t\"\'\n\x0fNextTaskRequest\x12\x14\n\x0cwait_seconds\x18\x01 \x01(\x01\"A\n\rJobAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tspec_json\x18\x02 \x01(\t\x12\r\n\x05\x62\x61nks\x18\x03 \x03(\t\"G\n\rNextTaskReply\x12\x0f\n\x07has_job\x18\x01 \x01(\x08\x12%\n\x03job\x18\x02 \x01(\x0b\x32\x18.fedtab.v2.JobAssignment\"K\n\x0fPollStepRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x03\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\"\xbe\x01\n\nStepStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tjob_state\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x03\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x19\n\x11have_contribution\x18\x05 \x01(\x08\x12\x12\n\nhave_shard\x18\x06 \x01(\x08\x12\x15\n\rhave_proposal\x18\x07 \x01(\x08\x12\x13\n\x0bhave_result\x18\x08 \x01(\x08\x12\x0f\n\x07message\x18\t \x01(\t\"%\n\x10SubmitJobRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\" \n\x0eSubmitJobReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"O\n\x10JobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\x12\x15\n\rknown_version\x18\x03 \x01(\x03\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc0\x02\n\x0eJobStatusReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x03\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\r\n\x05phase\x18\x06 \x01(\t\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x13\n\x0bwaiting_for\x18\t \x03(\t\x12\r\n\x05\x62\x61nks\x18\n \x03(\t\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12\x37\n\x07traffic\x18\x0c \x03(\x0b\x32&.fedtab.v2.JobStatusReply.TrafficEntry\x1a.\n\x0cTrafficEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*m\n\x0bPayloadKind\x12\x1c\n\x18PAYLOAD_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43ONTRIBUTION\x10\x01\x12\t\n\x05SHARD\x10\x02\x12\x0c\n\x08PROPOSAL\x10\x03\x12\n\n\x06RESULT\x10\x04\x12\t\n\x05\x41\x42ORT\x10\x05*f\n\x0c\x44ownloadKind\x12\x1d\n\x19\x44OWNLOAD_KIND_UNSPECIFIED\x10\x00\x12\r\n\tAGGREGATE\x10\x01\x12\n\n\x06SHARDS\x10\x02\x12\r\n\tCOMMITTED\x10\x03\x12\r\n\tARTIFACTS\x10\x04\x32\x9b\x04\n\nAggregator\x12@\n\x08Register\x12\x1a.fedtab.v2.RegisterRequest\x1a\x18.fedtab.v2.RegisterReply\x12@\n\x08NextTask\x12\x1a.fedtab.v2.NextTaskRequest\x1a\x18.fedtab.v2.NextTaskReply\x12=\n\x08PollStep\x12\x1a.fedtab.v2.PollStepRequest\x1a\x15.fedtab.v2.StepStatus\x12\x38\n\x06Upload\x12\x16.fedtab.v2.UploadChunk\x1a\x14.fedtab.v2.UploadAck(\x01\x12>\n\x08\x44ownload\x12\x1a.fedtab.v2.DownloadRequest\x1a\x14.fedtab.v2.DataChunk0\x01\x12\x43\n\tSubmitJob\x12\x1b.fedtab.v2.SubmitJobRequest\x1a\x19.fedtab.v2.SubmitJobReply\x12\x46\n\x0cGetJobStatus\x12\x1b.fedtab.v2.JobStatusRequest\x1a\x19.fedtab.v2.JobStatusReply\x12\x43\n\tCancelJob\x12\x1b.fedtab.v2.CancelJobRequest\x1a\x19.fedtab.v2.JobStatusReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x66\x65\x64tab.proto\x12\tfedtab.v3\"y\n\x03Tag\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x03\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x0c\n\x04\x62\x61nk\x18\x04 \x01(\t\x12\x17\n\x0fkey_fingerprint\x18\x05 \x01(\t\x12\x16\n\x0erequest_digest\x18\x06 \x01(\t\"\xbd\x01\n\x0cUploadHeader\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.fedtab.v3.PayloadKind\x12\x1b\n\x03tag\x18\x02 \x01(\x0b\x32\x0e.fedtab.v3.Tag\x12\x14\n\x0crequest_json\x18\x03 \x01(\t\x12\x13\n\x0bshard_start\x18\x04 \x01(\x03\x12\x12\n\nshard_stop\x18\x05 \x01(\x03\x12\x16\n\x0e\x63ontent_digest\x18\x06 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\"P\n\x0bUploadChunk\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.fedtab.v3.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x1e\n\tUploadAck\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"p\n\x0f\x44ownloadRequest\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.fedtab.v3.DownloadKind\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x03\x12\x12\n\nfrom_index\x18\x04 \x01(\x03\"F\n\tDataChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x03\x12\x16\n\x0e\x63ontent_digest\x18\x03 \x01(\t\"H\n\x0bSealedShard\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x03\x12\x0c\n\x04stop\x18\x03 \x01(\x03\x12\x0e\n\x06sealed\x18\x04 \x01(\x0c\"2\n\x08ShardSet\x12&\n\x06shards\x18\x01 \x03(\x0b\x32\x16.fedtab.v3.SealedShard\"K\n\rCommittedStep\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x14\n\x0crequest_json\x18\x02 \x01(\t\x12\x15\n\rproposal_json\x18\x03 \x01(\t\"9\n\x0e\x43ommittedSteps\x12\'\n\x05steps\x18\x01 \x03(\x0b\x32\x18.fedtab.v3.CommittedStep\")\n\x08\x41rtifact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"5\n\x0b\x41rtifactSet\x12&\n\tartifacts\x18\x01 \x03(\x0b\x32\x13.fedtab.v3.Artifact\"8\n\x0fRegisterRequest\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\x17\n\x0fkey_fingerprint\x18\x02 \x01(\t\"F\n\rRegisterReply\x12\x15\n\rconsortium_id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61nks\x18\x02 \x03(\t\x12\x0f\n\x07session\x18\x03 \x01(\t\"\x0f\n\rDetachRequest\"\r\n\x0b\x44\x65tachReply\"\'\n\x0fNextTaskRequest\x12\x14\n\x0cwait_seconds\x18\x01 \x01(\x01\"A\n\rJobAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tspec_json\x18\x02 \x01(\t\x12\r\n\x05\x62\x61nks\x18\x03 \x03(\t\"G\n\rNextTaskReply\x12\x0f\n\x07has_job\x18\x01 \x01(\x08\x12%\n\x03job\x18\x02 \x01(\x0b\x32\x18.fedtab.v3.JobAssignment\"K\n\x0fPollStepRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nstep_index\x18\x02 \x01(\x03\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\"\xbe\x01\n\nStepStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tjob_state\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x03\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x19\n\x11have_contribution\x18\x05 \x01(\x08\x12\x12\n\nhave_shard\x18\x06 \x01(\x08\x12\x15\n\rhave_proposal\x18\x07 \x01(\x08\x12\x13\n\x0bhave_result\x18\x08 \x01(\x08\x12\x0f\n\x07message\x18\t \x01(\t\"%\n\x10SubmitJobRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\" \n\x0eSubmitJobReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"O\n\x10JobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\x12\x15\n\rknown_version\x18\x03 \x01(\x03\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc0\x02\n\x0eJobStatusReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\nstep_index\x18\x03 \x01(\x03\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\r\n\x05phase\x18\x06 \x01(\t\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x13\n\x0bwaiting_for\x18\t \x03(\t\x12\r\n\x05\x62\x61nks\x18\n \x03(\t\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12\x37\n\x07traffic\x18\x0c \x03(\x0b\x32&.fedtab.v3.JobStatusReply.TrafficEntry\x1a.\n\x0cTrafficEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*m\n\x0bPayloadKind\x12\x1c\n\x18PAYLOAD_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43ONTRIBUTION\x10\x01\x12\t\n\x05SHARD\x10\x02\x12\x0c\n\x08PROPOSAL\x10\x03\x12\n\n\x06RESULT\x10\x04\x12\t\n\x05\x41\x42ORT\x10\x05*f\n\x0c\x44ownloadKind\x12\x1d\n\x19\x44OWNLOAD_KIND_UNSPECIFIED\x10\x00\x12\r\n\tAGGREGATE\x10\x01\x12\n\n\x06SHARDS\x10\x02\x12\r\n\tCOMMITTED\x10\x03\x12\r\n\tARTIFACTS\x10\x04\x32\xd7\x04\n\nAggregator\x12@\n\x08Register\x12\x1a.fedtab.v3.RegisterRequest\x1a\x18.fedtab.v3.RegisterReply\x12:\n\x06\x44\x65tach\x12\x18.fedtab.v3.DetachRequest\x1a\x16.fedtab.v3.DetachReply\x12@\n\x08NextTask\x12\x1a.fedtab.v3.NextTaskRequest\x1a\x18.fedtab.v3.NextTaskReply\x12=\n\x08PollStep\x12\x1a.fedtab.v3.PollStepRequest\x1a\x15.fedtab.v3.StepStatus\x12\x38\n\x06Upload\x12\x16.fedtab.v3.UploadChunk\x1a\x14.fedtab.v3.UploadAck(\x01\x12>\n\x08\x44ownload\x12\x1a.fedtab.v3.DownloadRequest\x1a\x14.fedtab.v3.DataChunk0\x01\x12\x43\n\tSubmitJob\x12\x1b.fedtab.v3.SubmitJobRequest\x1a\x19.fedtab.v3.SubmitJobReply\x12\x46\n\x0cGetJobStatus\x12\x1b.fedtab.v3.JobStatusRequest\x1a\x19.fedtab.v3.JobStatusReply\x12\x43\n\tCancelJob\x12\x1b.fedtab.v3.CancelJobRequest\x1a\x19.fedtab.v3.JobStatusReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBSTATUSREPLY_TRAFFICENTRY']._loaded_options = None
   _globals['_JOBSTATUSREPLY_TRAFFICENTRY']._serialized_options = b'8\001'
-  _globals['_PAYLOADKIND']._serialized_start=2095
-  _globals['_PAYLOADKIND']._serialized_end=2204
-  _globals['_DOWNLOADKIND']._serialized_start=2206
-  _globals['_DOWNLOADKIND']._serialized_end=2308
+  _globals['_PAYLOADKIND']._serialized_start=2144
+  _globals['_PAYLOADKIND']._serialized_end=2253
+  _globals['_DOWNLOADKIND']._serialized_start=2255
+  _globals['_DOWNLOADKIND']._serialized_end=2357
   _globals['_TAG']._serialized_start=27
   _globals['_TAG']._serialized_end=148
   _globals['_UPLOADHEADER']._serialized_start=151
@@ -65,29 +65,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST']._serialized_start=1002
   _globals['_REGISTERREQUEST']._serialized_end=1058
   _globals['_REGISTERREPLY']._serialized_start=1060
-  _globals['_REGISTERREPLY']._serialized_end=1113
-  _globals['_NEXTTASKREQUEST']._serialized_start=1115
-  _globals['_NEXTTASKREQUEST']._serialized_end=1154
-  _globals['_JOBASSIGNMENT']._serialized_start=1156
-  _globals['_JOBASSIGNMENT']._serialized_end=1221
-  _globals['_NEXTTASKREPLY']._serialized_start=1223
-  _globals['_NEXTTASKREPLY']._serialized_end=1294
-  _globals['_POLLSTEPREQUEST']._serialized_start=1296
-  _globals['_POLLSTEPREQUEST']._serialized_end=1371
-  _globals['_STEPSTATUS']._serialized_start=1374
-  _globals['_STEPSTATUS']._serialized_end=1564
-  _globals['_SUBMITJOBREQUEST']._serialized_start=1566
-  _globals['_SUBMITJOBREQUEST']._serialized_end=1603
-  _globals['_SUBMITJOBREPLY']._serialized_start=1605
-  _globals['_SUBMITJOBREPLY']._serialized_end=1637
-  _globals['_JOBSTATUSREQUEST']._serialized_start=1639
-  _globals['_JOBSTATUSREQUEST']._serialized_end=1718
-  _globals['_CANCELJOBREQUEST']._serialized_start=1720
-  _globals['_CANCELJOBREQUEST']._serialized_end=1770
-  _globals['_JOBSTATUSREPLY']._serialized_start=1773
-  _globals['_JOBSTATUSREPLY']._serialized_end=2093
-  _globals['_JOBSTATUSREPLY_TRAFFICENTRY']._serialized_start=2047
-  _globals['_JOBSTATUSREPLY_TRAFFICENTRY']._serialized_end=2093
-  _globals['_AGGREGATOR']._serialized_start=2311
-  _globals['_AGGREGATOR']._serialized_end=2850
+  _globals['_REGISTERREPLY']._serialized_end=1130
+  _globals['_DETACHREQUEST']._serialized_start=1132
+  _globals['_DETACHREQUEST']._serialized_end=1147
+  _globals['_DETACHREPLY']._serialized_start=1149
+  _globals['_DETACHREPLY']._serialized_end=1162
+  _globals['_NEXTTASKREQUEST']._serialized_start=1164
+  _globals['_NEXTTASKREQUEST']._serialized_end=1203
+  _globals['_JOBASSIGNMENT']._serialized_start=1205
+  _globals['_JOBASSIGNMENT']._serialized_end=1270
+  _globals['_NEXTTASKREPLY']._serialized_start=1272
+  _globals['_NEXTTASKREPLY']._serialized_end=1343
+  _globals['_POLLSTEPREQUEST']._serialized_start=1345
+  _globals['_POLLSTEPREQUEST']._serialized_end=1420
+  _globals['_STEPSTATUS']._serialized_start=1423
+  _globals['_STEPSTATUS']._serialized_end=1613
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1615
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1652
+  _globals['_SUBMITJOBREPLY']._serialized_start=1654
+  _globals['_SUBMITJOBREPLY']._serialized_end=1686
+  _globals['_JOBSTATUSREQUEST']._serialized_start=1688
+  _globals['_JOBSTATUSREQUEST']._serialized_end=1767
+  _globals['_CANCELJOBREQUEST']._serialized_start=1769
+  _globals['_CANCELJOBREQUEST']._serialized_end=1819
+  _globals['_JOBSTATUSREPLY']._serialized_start=1822
+  _globals['_JOBSTATUSREPLY']._serialized_end=2142
+  _globals['_JOBSTATUSREPLY_TRAFFICENTRY']._serialized_start=2096
+  _globals['_JOBSTATUSREPLY_TRAFFICENTRY']._serialized_end=2142
+  _globals['_AGGREGATOR']._serialized_start=2360
+  _globals['_AGGREGATOR']._serialized_end=2959
 # @@protoc_insertion_point(module_scope)

@@ -163,12 +163,22 @@ class RegisterRequest(_message.Message):
     def __init__(self, bank: _Optional[str] = ..., key_fingerprint: _Optional[str] = ...) -> None: ...
 
 class RegisterReply(_message.Message):
-    __slots__ = ("consortium_id", "banks")
+    __slots__ = ("consortium_id", "banks", "session")
     CONSORTIUM_ID_FIELD_NUMBER: _ClassVar[int]
     BANKS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     consortium_id: str
     banks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, consortium_id: _Optional[str] = ..., banks: _Optional[_Iterable[str]] = ...) -> None: ...
+    session: str
+    def __init__(self, consortium_id: _Optional[str] = ..., banks: _Optional[_Iterable[str]] = ..., session: _Optional[str] = ...) -> None: ...
+
+class DetachRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DetachReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class NextTaskRequest(_message.Message):
     __slots__ = ("wait_seconds",)

@@ -36,42 +36,47 @@ class AggregatorStub:
             channel: A grpc.Channel.
         """
         self.Register = channel.unary_unary(
-                '/fedtab.v2.Aggregator/Register',
+                '/fedtab.v3.Aggregator/Register',
                 request_serializer=fedtab__pb2.RegisterRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.RegisterReply.FromString,
                 _registered_method=True)
+        self.Detach = channel.unary_unary(
+                '/fedtab.v3.Aggregator/Detach',
+                request_serializer=fedtab__pb2.DetachRequest.SerializeToString,
+                response_deserializer=fedtab__pb2.DetachReply.FromString,
+                _registered_method=True)
         self.NextTask = channel.unary_unary(
-                '/fedtab.v2.Aggregator/NextTask',
+                '/fedtab.v3.Aggregator/NextTask',
                 request_serializer=fedtab__pb2.NextTaskRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.NextTaskReply.FromString,
                 _registered_method=True)
         self.PollStep = channel.unary_unary(
-                '/fedtab.v2.Aggregator/PollStep',
+                '/fedtab.v3.Aggregator/PollStep',
                 request_serializer=fedtab__pb2.PollStepRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.StepStatus.FromString,
                 _registered_method=True)
         self.Upload = channel.stream_unary(
-                '/fedtab.v2.Aggregator/Upload',
+                '/fedtab.v3.Aggregator/Upload',
                 request_serializer=fedtab__pb2.UploadChunk.SerializeToString,
                 response_deserializer=fedtab__pb2.UploadAck.FromString,
                 _registered_method=True)
         self.Download = channel.unary_stream(
-                '/fedtab.v2.Aggregator/Download',
+                '/fedtab.v3.Aggregator/Download',
                 request_serializer=fedtab__pb2.DownloadRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.DataChunk.FromString,
                 _registered_method=True)
         self.SubmitJob = channel.unary_unary(
-                '/fedtab.v2.Aggregator/SubmitJob',
+                '/fedtab.v3.Aggregator/SubmitJob',
                 request_serializer=fedtab__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.SubmitJobReply.FromString,
                 _registered_method=True)
         self.GetJobStatus = channel.unary_unary(
-                '/fedtab.v2.Aggregator/GetJobStatus',
+                '/fedtab.v3.Aggregator/GetJobStatus',
                 request_serializer=fedtab__pb2.JobStatusRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.JobStatusReply.FromString,
                 _registered_method=True)
         self.CancelJob = channel.unary_unary(
-                '/fedtab.v2.Aggregator/CancelJob',
+                '/fedtab.v3.Aggregator/CancelJob',
                 request_serializer=fedtab__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=fedtab__pb2.JobStatusReply.FromString,
                 _registered_method=True)
@@ -82,6 +87,13 @@ class AggregatorServicer:
 
     def Register(self, request, context):
         """Bank RPCs (bank certificates only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Detach(self, request, context):
+        """a stopping bank frees its name at once
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +151,11 @@ def add_AggregatorServicer_to_server(servicer, server):
                     request_deserializer=fedtab__pb2.RegisterRequest.FromString,
                     response_serializer=fedtab__pb2.RegisterReply.SerializeToString,
             ),
+            'Detach': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detach,
+                    request_deserializer=fedtab__pb2.DetachRequest.FromString,
+                    response_serializer=fedtab__pb2.DetachReply.SerializeToString,
+            ),
             'NextTask': grpc.unary_unary_rpc_method_handler(
                     servicer.NextTask,
                     request_deserializer=fedtab__pb2.NextTaskRequest.FromString,
@@ -176,9 +193,9 @@ def add_AggregatorServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'fedtab.v2.Aggregator', rpc_method_handlers)
+            'fedtab.v3.Aggregator', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('fedtab.v2.Aggregator', rpc_method_handlers)
+    server.add_registered_method_handlers('fedtab.v3.Aggregator', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -199,9 +216,36 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v2.Aggregator/Register',
+            '/fedtab.v3.Aggregator/Register',
             fedtab__pb2.RegisterRequest.SerializeToString,
             fedtab__pb2.RegisterReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detach(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedtab.v3.Aggregator/Detach',
+            fedtab__pb2.DetachRequest.SerializeToString,
+            fedtab__pb2.DetachReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -226,7 +270,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v2.Aggregator/NextTask',
+            '/fedtab.v3.Aggregator/NextTask',
             fedtab__pb2.NextTaskRequest.SerializeToString,
             fedtab__pb2.NextTaskReply.FromString,
             options,
@@ -253,7 +297,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v2.Aggregator/PollStep',
+            '/fedtab.v3.Aggregator/PollStep',
             fedtab__pb2.PollStepRequest.SerializeToString,
             fedtab__pb2.StepStatus.FromString,
             options,
@@ -280,7 +324,7 @@ class Aggregator:
         return grpc.experimental.stream_unary(
             request_iterator,
             target,
-            '/fedtab.v2.Aggregator/Upload',
+            '/fedtab.v3.Aggregator/Upload',
             fedtab__pb2.UploadChunk.SerializeToString,
             fedtab__pb2.UploadAck.FromString,
             options,
@@ -307,7 +351,7 @@ class Aggregator:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/fedtab.v2.Aggregator/Download',
+            '/fedtab.v3.Aggregator/Download',
             fedtab__pb2.DownloadRequest.SerializeToString,
             fedtab__pb2.DataChunk.FromString,
             options,
@@ -334,7 +378,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v2.Aggregator/SubmitJob',
+            '/fedtab.v3.Aggregator/SubmitJob',
             fedtab__pb2.SubmitJobRequest.SerializeToString,
             fedtab__pb2.SubmitJobReply.FromString,
             options,
@@ -361,7 +405,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v2.Aggregator/GetJobStatus',
+            '/fedtab.v3.Aggregator/GetJobStatus',
             fedtab__pb2.JobStatusRequest.SerializeToString,
             fedtab__pb2.JobStatusReply.FromString,
             options,
@@ -388,7 +432,7 @@ class Aggregator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedtab.v2.Aggregator/CancelJob',
+            '/fedtab.v3.Aggregator/CancelJob',
             fedtab__pb2.CancelJobRequest.SerializeToString,
             fedtab__pb2.JobStatusReply.FromString,
             options,
