@@ -24,6 +24,7 @@ from fedtab.errors import (
     CiphertextError,
     ConfigError,
     DataContractError,
+    DataLimitError,
     EncodingError,
     FedtabError,
     JobFailedError,
@@ -33,6 +34,7 @@ from fedtab.errors import (
     ProposalMismatchError,
     ProtocolError,
     ReplayError,
+    SessionError,
     WireFormatError,
 )
 
@@ -46,9 +48,11 @@ STATUS_OF_ERROR: dict[type[FedtabError], grpc.StatusCode] = {
     CiphertextError: grpc.StatusCode.INVALID_ARGUMENT,
     WireFormatError: grpc.StatusCode.INVALID_ARGUMENT,
     DataContractError: grpc.StatusCode.INVALID_ARGUMENT,
+    DataLimitError: grpc.StatusCode.INVALID_ARGUMENT,
     ProtocolError: grpc.StatusCode.FAILED_PRECONDITION,
     ReplayError: grpc.StatusCode.ALREADY_EXISTS,
     AuthenticationError: grpc.StatusCode.PERMISSION_DENIED,
+    SessionError: grpc.StatusCode.PERMISSION_DENIED,
     ProposalMismatchError: grpc.StatusCode.ABORTED,
     PrivacyError: grpc.StatusCode.FAILED_PRECONDITION,
     PeerUnavailableError: grpc.StatusCode.UNAVAILABLE,
