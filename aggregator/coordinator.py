@@ -56,7 +56,6 @@ from fedtab.transport.options import DEFAULT_BANK_TIMEOUT_SECONDS, UploadLimits
 log = logging.getLogger("fedtab.aggregator")
 
 
-
 class Coordinator:
     """All aggregator state and handlers, guarded by one condition variable."""
 
