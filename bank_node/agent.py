@@ -260,7 +260,7 @@ class _JobRun:
                 if status.step_index == self.index and status.job_state == "running":
                     try:
                         self.act(request, status)
-                    except (JobFailedError, PeerUnavailableError, PrivacyError):
+                    except (JobFailedError, PeerUnavailableError, PrivacyError, SessionError):
                         raise  # PrivacyError: this bank refuses to release (its floor)
                     except FedtabError as exc:
                         self.refused(exc)
@@ -382,8 +382,8 @@ class _JobRun:
         except ReplayError as exc:
             log.info("%s: %s", self.agent.name, exc.one_line())
             return
-        except JobFailedError:
-            raise
+        except (JobFailedError, SessionError):
+            raise  # SessionError: another process speaks for this bank now
         except FedtabError as exc:
             self.refused(exc)
             return
