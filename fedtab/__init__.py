@@ -1,3 +1,32 @@
-"""fedtab: secure federated gradient boosting and logistic regression for bank tables."""
+"""fedtab: secure federated gradient boosting and logistic regression for bank tables.
 
-__version__ = "0.1.0"
+The Python API (:mod:`fedtab.api`: ``simulate``, ``run_job``, ``load_model``, ``evaluate``,
+...) is available here too; it is imported on first use, so ``import fedtab`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any
+
+try:
+    __version__ = metadata.version("fedtab")
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+# fedtab.api's public names (its __all__; a test keeps the two equal). Only these import it.
+API_NAMES = frozenset({
+    "Evaluation", "JobResult", "Model", "SimulationResult", "cancel_job", "evaluate",
+    "load_model", "prepared_spec", "run_job", "simulate", "simulation_job",
+})
+
+
+def __getattr__(name: str) -> Any:
+    if name in API_NAMES:
+        return getattr(importlib.import_module("fedtab.api"), name)
+    raise AttributeError(f"module 'fedtab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | API_NAMES)

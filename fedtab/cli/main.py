@@ -12,8 +12,6 @@ from typing import Any
 
 import click
 
-from fedtab import __version__
-
 # command name -> "module:attribute" of a click command or group.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("fedtab.cli.schema_cmd:schema", "Infer or check a data contract."),
@@ -62,7 +60,8 @@ def _unavailable(name: str, help_text: str) -> click.Command:
 
 
 @click.group(cls=LazyGroup, context_settings={"auto_envvar_prefix": "FEDTAB"})
-@click.version_option(__version__, prog_name="fedtab")
+@click.version_option(package_name="fedtab", prog_name="fedtab",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """fedtab: train one fraud model across banks; the coordinator sees only ciphertexts."""
 

@@ -2,37 +2,28 @@
 
 With no arguments it generates a synthetic three-bank consortium, trains the secure federated
 model and prints each bank's holdout metrics for local-only, federated and pooled training.
+Option parsing and printing only: the work is :func:`fedtab.api.simulate`.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
 
+from fedtab.api import simulation as api
 from fedtab.cli.edge import reports_errors
 from fedtab.cli.progress import print_progress
 from fedtab.data.sources import is_database_url, mask_url
 from fedtab.errors import ConfigError
-from fedtab.jobs import JobSpec, job_kind, simulated_kinds
-from fedtab.simulation.inputs import (
-    BankTable,
-    SimulationInputs,
-    bank_file_inputs,
-    bank_source,
-    split_table_inputs,
-    synthetic_inputs,
-)
-from fedtab.simulation.runner import SimulationConfig, run_simulation, summary_lines
+from fedtab.jobs import simulated_kinds
+from fedtab.simulation.inputs import BankTable, bank_source
 from fedtab.tracking import TrackingRequest, tracking_options
 
-# Defaults of the zero-argument main job: sized to finish in a few minutes on 2 cores with a
-# 2048-bit key (about two minutes) while showing what federation buys each bank.
-DEFAULT_ROWS = 150_000
+
 class BankFileType(click.ParamType):
     """``NAME=PATH`` for one bank's table, or ``NAME=URL#TABLE`` / ``NAME=URL#SELECT ...`` for
     a database table or query (:func:`fedtab.simulation.inputs.bank_source`)."""
@@ -94,7 +85,7 @@ class BankFileType(click.ParamType):
 @click.option(
     "--rows",
     type=click.IntRange(1_000),
-    default=DEFAULT_ROWS,
+    default=api.DEFAULT_ROWS,
     show_default=True,
     help="Rows of synthetic data (all banks together).",
 )
@@ -164,19 +155,12 @@ def simulate(
 ) -> None:
     """Simulate a consortium locally: train securely, compare with local-only and pooled."""
     started = time.perf_counter()
-    job = _job_spec(kind, params_path, seed, allow_two_banks)
-    inputs = _inputs(bank_files, data_path, label, id_column, n_banks, split, rows, seed, out_dir)
-    if len(inputs.banks) < 3:
-        _say("WARNING: with two banks each bank can deduce the other's contribution")
-    config = SimulationConfig(
-        out_dir=out_dir, job=job, key_bits=int(key_bits), workers=workers, timeout_seconds=timeout
+    job = api.simulation_job(kind, params_path, seed=seed, allow_two_banks=allow_two_banks)
+    result = api.simulate(
+        _tables(bank_files, data_path, label), job=job, label=label, id_column=id_column,
+        banks=n_banks, split=split, rows=rows, seed=seed, out=out_dir, key_bits=int(key_bits),
+        workers=workers, timeout=timeout, progress=print_progress(job), say=_say, mlflow=mlflow,
     )
-    from fedtab.tracking.job_run import job_tracking
-
-    tracking = job_tracking(mlflow, job, inputs.bank_names, "simulate",
-                            {"simulate.source": inputs.source, "simulate.key_bits": key_bits})
-    result = run_simulation(config, inputs, _say, tracking.observing(print_progress(job)))
-    tracking.finish([result.model_path, result.report_path], result.report)
     if result.table:
         click.echo()
         click.echo(
@@ -190,61 +174,24 @@ def simulate(
     click.echo(f"total time: {time.perf_counter() - started:.1f}s")
     click.echo()
     click.echo("What this run did:")
-    for line in summary_lines(result.report):
+    for line in result.summary:
         click.echo(f"  {line}")
 
 
-def _job_spec(kind: str, params_path: Path | None, seed: int, allow_two: bool) -> JobSpec:
-    declared = job_kind(kind)  # its default parameters for the zero-argument main job
-    params = dict(declared.simulation_params)
-    job: dict[str, Any] = {"kind": kind, "seed": seed, "allow_two_banks": allow_two}
-    if params_path is not None:
-        try:
-            document = tomllib.loads(params_path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read job file {params_path}: {exc}") from exc
-        file_kind = document.get("job", {}).get("kind", kind)
-        if file_kind != kind:
-            raise ConfigError(
-                f"job file {params_path} is a {file_kind!r} job but --model is {kind!r}"
-            )
-        params.update({declared.schema.canonical(key): value  # eta = learning_rate
-                       for key, value in document.get("params", {}).items()})
-        job.update(document.get("job", {}))
-    spec = JobSpec.from_dict({"job": job, "params": params})
-    spec.check_params()
-    return spec
-
-
-def _inputs(
-    bank_files: tuple[tuple[str, BankTable], ...],
-    data_path: Path | None,
-    label: str | None,
-    id_column: str | None,
-    n_banks: int,
-    split: str,
-    rows: int,
-    seed: int,
-    out_dir: Path,
-) -> SimulationInputs:
+def _tables(
+    bank_files: tuple[tuple[str, BankTable], ...], data_path: Path | None, label: str | None
+) -> dict[str, BankTable] | Path | None:
+    """The ``tables`` argument of :func:`fedtab.api.simulate` from the command's options."""
     if bank_files and data_path is not None:
         raise ConfigError("give either --bank-file or --data, not both")
     if (bank_files or data_path is not None) and not label:
         raise ConfigError("--label is required with --bank-file or --data")
-    data_dir = out_dir / "data"
     if bank_files:
         names = [name for name, _ in bank_files]
         if len(set(names)) != len(names):
             raise ConfigError(f"bank names repeat in --bank-file: {names}")
-        return bank_file_inputs(
-            dict(bank_files), str(label), id_column=id_column, data_dir=data_dir
-        )
-    if data_path is not None:
-        return split_table_inputs(
-            data_dir, data_path, str(label), n_banks, how=split, seed=seed, id_column=id_column
-        )
-    _say(f"generating synthetic consortium: {n_banks} banks, {rows} rows (seed {seed})")
-    return synthetic_inputs(data_dir, n_banks, rows, seed)
+        return dict(bank_files)
+    return data_path
 
 
 def _say(message: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedtab.atomic import atomic_write_text
+from fedtab.atomic import atomic_write_bytes, atomic_write_text
 from fedtab.data.contract import DataContract
 from fedtab.data.infer import infer_contract
 from fedtab.data.sources import (
@@ -80,7 +80,24 @@ def split_table_inputs(
     id_column: str | None = None,
 ) -> SimulationInputs:
     """Split one table into banks with stratified 20% holdouts; infer the contract on it."""
-    table = read_table(table_path)
+    return split_frame_inputs(
+        data_dir, read_table(table_path), label, n_banks, how=how, seed=seed,
+        id_column=id_column, source=str(table_path),
+    )
+
+
+def split_frame_inputs(
+    data_dir: Path,
+    table: pd.DataFrame,
+    label: str,
+    n_banks: int,
+    *,
+    how: str,
+    seed: int,
+    id_column: str | None = None,
+    source: str = "a DataFrame",
+) -> SimulationInputs:
+    """:func:`split_table_inputs` for a table already in memory (``source`` names it)."""
     contract = infer_contract(table, label, id_column)
     banks = []
     for split in split_banks(table, label, n_banks, how=how, seed=seed):
@@ -90,7 +107,7 @@ def split_table_inputs(
         atomic_write_text(holdout_path, split.holdout.to_csv(index=False))
         banks.append(BankInput(split.name, train_path, holdout_path))
     return SimulationInputs(
-        contract, tuple(banks), f"{table_path} split {how} into {n_banks} banks"
+        contract, tuple(banks), f"{source} split {how} into {n_banks} banks"
     )
 
 
@@ -174,3 +191,52 @@ def _bank_error(message: str, frames: Mapping[str, pd.DataFrame],
             )
         row -= len(frame)
     return DataContractError(message)
+
+
+def bank_frame_inputs(
+    data_dir: Path,
+    trains: Mapping[str, pd.DataFrame],
+    label: str,
+    *,
+    holdouts: Mapping[str, pd.DataFrame] | None = None,
+    id_column: str | None = None,
+) -> SimulationInputs:
+    """Each bank's training table (and optional holdout) from memory, written as Parquet
+    (column types kept) under ``data_dir/<bank>/``; one contract inferred over the training
+    tables. Raises :class:`ConfigError` when banks disagree on columns or a holdout names an
+    unknown bank."""
+    holdouts = dict(holdouts or {})
+    unknown = sorted(set(holdouts) - set(trains))
+    if unknown:
+        raise ConfigError(f"holdouts for unknown banks {unknown}; banks are {sorted(trains)}")
+    contract = _pooled_contract(trains, label, id_column)
+    banks = []
+    for name, frame in sorted(trains.items()):
+        train_path = data_dir / name / "train.parquet"
+        _write_parquet(train_path, frame)
+        holdout_path = None
+        if name in holdouts:
+            holdout_path = data_dir / name / "holdout.parquet"
+            _write_parquet(holdout_path, holdouts[name])
+        banks.append(BankInput(name, train_path, holdout_path))
+    return SimulationInputs(contract, tuple(banks), f"{len(banks)} bank tables")
+
+
+def _pooled_contract(
+    frames: Mapping[str, pd.DataFrame], label: str, id_column: str | None
+) -> DataContract:
+    """One contract inferred over every bank's table; banks must share their columns."""
+    if not frames:
+        raise ConfigError("no bank tables given")
+    first_name, first = next(iter(frames.items()))
+    for name, frame in frames.items():
+        if sorted(map(str, frame.columns)) != sorted(map(str, first.columns)):
+            raise ConfigError(
+                f"bank {name!r} has columns that differ from bank {first_name!r}: "
+                f"{sorted(set(map(str, frame.columns)) ^ set(map(str, first.columns)))}"
+            )
+    return infer_contract(pd.concat(frames.values(), ignore_index=True), label, id_column)
+
+
+def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write_bytes(path, frame.to_parquet(index=False))
