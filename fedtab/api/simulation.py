@@ -190,6 +190,7 @@ def simulate(
         job = simulation_job(model, params, seed=seed, allow_two_banks=allow_two_banks)
     elif params is not None:
         raise ConfigError("give either job or params, not both")
+    _check_tables(tables, label, holdouts)
     out_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="fedtab-sim-"))
     found = _inputs(tables, out_dir / "data", label, id_column, holdouts,
                     banks=banks, split=split, rows=rows, seed=seed, say=note)
@@ -219,10 +220,6 @@ def _inputs(
     say: Say,
 ) -> sources.SimulationInputs:
     """The bank tables of a simulation, by the type of ``tables`` (module docstring)."""
-    if tables is not None and not label:
-        raise ConfigError("label (the 0/1 column) is required with tables")
-    if holdouts is not None and not isinstance(tables, Mapping):
-        raise ConfigError("holdouts need tables as a mapping of bank name to table")
     if isinstance(tables, Mapping):
         if holdouts is None and not any(isinstance(t, pd.DataFrame) for t in tables.values()):
             files = {name: t if isinstance(t, TableSource) else Path(t)
@@ -244,6 +241,16 @@ def _inputs(
                                           source=source)
     say(f"generating synthetic consortium: {banks} banks, {rows} rows (seed {seed})")
     return sources.synthetic_inputs(data_dir, banks, rows, seed)
+
+
+def _check_tables(
+    tables: Tables, label: str | None, holdouts: Mapping[str, Source] | None
+) -> None:
+    """Refuse, before anything is written, tables without a label or misplaced holdouts."""
+    if tables is not None and not label:
+        raise ConfigError("label (the 0/1 column) is required with tables")
+    if holdouts is not None and not isinstance(tables, Mapping):
+        raise ConfigError("holdouts need tables as a mapping of bank name to table")
 
 
 def _frame(table: Source) -> pd.DataFrame:
