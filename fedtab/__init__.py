@@ -4,15 +4,13 @@ The Python API (:mod:`fedtab.api`: ``simulate``, ``run_job``, ``load_model``, ``
 ...) is available here too; it is imported on first use, so ``import fedtab`` stays light.
 """
 
-from __future__ import annotations
-
-import importlib
-from importlib import metadata
-from typing import Any
+import importlib as _importlib
+from importlib import metadata as _metadata
+from typing import Any as _Any
 
 try:
-    __version__ = metadata.version("fedtab")
-except metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = _metadata.version("fedtab")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
 # fedtab.api's public names (its __all__; a test keeps the two equal). Only these import it.
@@ -22,11 +20,12 @@ API_NAMES = frozenset({
 })
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in API_NAMES:
-        return getattr(importlib.import_module("fedtab.api"), name)
+        return getattr(_importlib.import_module("fedtab.api"), name)
     raise AttributeError(f"module 'fedtab' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | API_NAMES)
+    public = {name for name in globals() if not name.startswith("_")}
+    return sorted(public | API_NAMES | {"__version__"})
