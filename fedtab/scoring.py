@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,6 +104,27 @@ def load_model(path: Path) -> ScoringModel:
         f'{path}: neither a fedtab logreg model ("kind": "logreg") nor an XGBoost JSON model'
     )
 
+
+
+def load_model_text(text: str | bytes, name: str = "model.json", *,
+                    shown_as: str | None = None) -> ScoringModel:
+    """Load a logreg or XGBoost JSON model from its text, as :func:`load_model` loads a file.
+
+    ``name`` is the file name the model is known by; errors name it (or ``shown_as``), never
+    the temporary file it is parsed from. Raises ConfigError (not a model fedtab can score) or
+    DataContractError (a malformed embedded contract).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    safe = Path(name).name or "model.json"
+    with tempfile.TemporaryDirectory(prefix="fedtab-model-") as folder:
+        path = Path(folder) / safe
+        path.write_text(text, encoding="utf-8")
+        try:
+            model = load_model(path)
+        except FedtabError as exc:
+            raise type(exc)(str(exc).replace(str(path), shown_as or safe)) from exc
+    return replace(model, path=Path(safe))
 
 def _contract_from(path: Path, data: Any) -> DataContract:
     try:

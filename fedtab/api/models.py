@@ -23,7 +23,6 @@ both kinds. A category outside the contract, or a missing column, is a one-line
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
@@ -34,8 +33,8 @@ import pandas as pd
 from fedtab.data.contract import DataContract
 from fedtab.data.tables import read_table
 from fedtab.data.validate import encode_features
-from fedtab.errors import ConfigError, FedtabError
-from fedtab.scoring import ScoringModel
+from fedtab.errors import ConfigError
+from fedtab.scoring import ScoringModel, load_model_text
 from fedtab.scoring import load_model as load_scoring_model
 
 if TYPE_CHECKING:
@@ -69,16 +68,7 @@ class Model:
         """
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
-        safe = Path(name).name or "model.json"
-        with tempfile.TemporaryDirectory(prefix="fedtab-model-") as folder:
-            path = Path(folder) / safe
-            path.write_text(text, encoding="utf-8")
-            try:
-                scoring = load_scoring_model(path)
-            except FedtabError as exc:
-                raise type(exc)(str(exc).replace(str(path), safe)) from exc
-        return cls(text, ScoringModel(scoring.kind, Path(safe), scoring.contract,
-                                      scoring.predict))
+        return cls(text, load_model_text(text, name))
 
     @property
     def kind(self) -> str:

@@ -23,15 +23,15 @@ before scoring; the aggregator checks its size and shape
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from fedtab import scoring
 from fedtab.data.contract import DataContract
-from fedtab.errors import ConfigError, DataContractError, FedtabError
+from fedtab.errors import ConfigError, DataContractError
 from fedtab.jobs import JobSpec
 from fedtab.protocol.steps import canonical_json
-from fedtab.scoring import ScoringModel, load_model
+from fedtab.scoring import ScoringModel
 
 MAX_SPEC_BYTES = 7 << 20  # the submitted spec's JSON; gRPC messages are limited to 8 MiB
 MODEL_KEYS = ("model_json", "model_name", "model_sha256")
@@ -134,19 +134,7 @@ def _too_large(path: Path, size: int) -> ConfigError:
 
 
 def load_model_text(text: str, name: str = "model.json") -> ScoringModel:
-    """Load a logreg or XGBoost JSON model from its text (see :func:`fedtab.scoring.load_model`).
-
-    Raises:
-        ConfigError: not a model fedtab can score (message names ``name``, not a temp file).
-        DataContractError: its embedded contract is malformed.
-    """
+    """Load the job's model from its text (see :func:`fedtab.scoring.load_model_text`); errors
+    call it "the job's model NAME"."""
     safe = Path(name).name or "model.json"
-    with tempfile.TemporaryDirectory(prefix="fedtab-eval-") as folder:
-        path = Path(folder) / safe
-        path.write_text(text, encoding="utf-8")
-        try:
-            model = load_model(path)
-        except FedtabError as exc:
-            message = str(exc).replace(str(path), f"the job's model {safe}")
-            raise type(exc)(message) from exc
-    return replace(model, path=Path(safe))
+    return scoring.load_model_text(text, safe, shown_as=f"the job's model {safe}")
