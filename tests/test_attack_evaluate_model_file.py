@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from harness import BANKS, make_frames, new_consortium, write_tables
+from test_bad_tables_join import ConnectionCounter
 
 from aggregator.coordinator import Coordinator
 from fedtab.cli.main import cli
@@ -37,33 +36,6 @@ from fedtab.jobs import JobSpec, create_trainer
 from fedtab.protocol.local_runner import run_plaintext
 from fedtab.protocol.steps import JobContext
 from fedtab.transport.messages import Caller
-
-
-class ConnectionCounter:
-    """A loopback TCP listener that only counts the connections made to it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
 
 
 @pytest.fixture
@@ -138,7 +110,7 @@ def test_a_job_file_cannot_ship_the_operators_tls_key(world: dict[str, Any], tmp
     assert "no absolute path, no '..'" in outcomes["absolute path"]
     assert "no absolute path, no '..'" in outcomes["../ path"]
     assert "leads out of the job file's folder" in outcomes["symlink out of the folder"]
-    assert listener.accepted == 0  # refused before anything connected
+    assert listener.count == 0  # refused before anything connected
 
     # Positive control: the embedding as it was ships the key to every bank and the aggregator.
     agg = load_aggregator_bundle(world["consortium"] / "aggregator")
@@ -181,7 +153,7 @@ def test_only_a_model_under_the_consortiums_contract_is_embedded(
                         f'{json.dumps(json.dumps(doc))}\n')
     result = fedtab_run(world, embedded, listener.address)
     assert result.exit_code == 2 and "another data contract" in result.output, result.output
-    assert listener.accepted == 0
+    assert listener.count == 0
 
     # Positive controls: a model of ours, directly or through a symlink that stays inside the
     # folder, is embedded byte for byte; without the contract (before the operator folder is
