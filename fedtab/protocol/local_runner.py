@@ -264,15 +264,7 @@ def _run_steps(
             break
         if progress is not None:
             progress(stats.steps, request)
-        vectors = {}
-        for name, trainer in trainers.items():
-            vector = np.asarray(trainer.contribution(request), dtype=np.float64)
-            if vector.shape != (request.length,):
-                raise ProtocolError(
-                    f"bank {name!r} contributed shape {vector.shape} to step "
-                    f"{request.step_id!r}, expected ({request.length},)"
-                )
-            vectors[name] = vector
+        vectors = {name: _contribution(name, t, request) for name, t in trainers.items()}
         aggregate = summer(request, vectors)
         proposals = {name: t.propose(request, aggregate.copy()) for name, t in trainers.items()}
         proposal = _agreed_proposal(request, proposals)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedtab.crypto.ciphertexts import EncryptedVector
+from fedtab.crypto.ciphertexts import EncryptedVector, num_ciphertexts
 from fedtab.crypto.decryptor import Decryptor
 from fedtab.crypto.encoding import decode_plaintexts
 from fedtab.crypto.encryptor import Encryptor
@@ -96,9 +96,12 @@ class SharedKeyBank:
         """Unseal every bank's shard and decode the aggregate float vector.
 
         Raises ProtocolError when a shard is missing, misplaced or fails authentication
-        (including a shard decrypted from another aggregate than ``aggregate``).
+        (including a shard decrypted from another aggregate than ``aggregate``). The
+        aggregate was validated by every bank that decrypted a shard of it, and each shard's
+        associated data binds its digest: here it is not parsed again (its ciphertext count
+        follows from the request).
         """
-        n_ciphertexts = len(self._aggregate(ctx, aggregate).ciphertexts)
+        n_ciphertexts = num_ciphertexts(ctx.length, ctx.encoding, self.public_key)
         banks = ctx.banks
         by_bank = {s.bank: s for s in shares}
         if sorted(by_bank) != sorted(banks) or len(shares) != len(banks):
